@@ -1,0 +1,135 @@
+"""Usage statistics: GET /v1/usage and GET /v1/usage/all."""
+import datetime as dt
+
+from flask import current_app, g
+from marshmallow import Schema, ValidationError, fields, validates_schema
+
+from ..auth import require_api_key, require_superuser
+from ..jsonio import Blueprint
+from ..statistics import Window
+
+blp = Blueprint("usage", __name__, url_prefix="/v1/usage",
+                description="Usage statistics of LLM calls, per tenant and for everyone.")
+
+WINDOW_RULE = (
+    "ISO 8601 with an explicit timezone (`Z` or `+hh:mm`); naive values are refused. "
+    "The window is half-open: `from` inclusive, `to` exclusive; `to` must be after `from`. "
+    "Leave a bound out for an open window."
+)
+
+
+class WindowArgs(Schema):
+    from_ = fields.AwareDateTime(
+        data_key="from", format="iso", load_default=None,
+        metadata={"description": "Inclusive lower bound. " + WINDOW_RULE, "example": "2026-11-01T00:00:00Z"},
+    )
+    to = fields.AwareDateTime(
+        format="iso", load_default=None,
+        metadata={"description": "Exclusive upper bound. " + WINDOW_RULE, "example": "2026-12-01T00:00:00Z"},
+    )
+
+    @validates_schema
+    def to_after_from(self, data, **kwargs):
+        if data["from_"] and data["to"] and data["to"] <= data["from_"]:
+            raise ValidationError("Must be later than 'from'.", "to")
+
+
+class DistributionSchema(Schema):
+    avg = fields.Float(required=True)
+    min = fields.Integer(required=True)
+    max = fields.Integer(required=True)
+    p5 = fields.Float(required=True, metadata={"description": "5th percentile, linear interpolation."})
+    p95 = fields.Float(required=True, metadata={"description": "95th percentile, linear interpolation."})
+
+
+class TokenDistributionSchema(DistributionSchema):
+    total = fields.Integer(required=True)
+
+
+def money(description):
+    return fields.Decimal(as_string=False, places=6, required=True,
+                          metadata={"description": description + " US dollars, exact to 6 decimals."})
+
+
+class OperationStatsSchema(Schema):
+    operation = fields.String(required=True)
+    total_calls = fields.Integer(required=True, metadata={"description": "All records."})
+    failed_calls = fields.Integer(required=True, metadata={"description": "Records with status error."})
+    cost_usd = money("Sum over ok records.")
+    input_tokens_total = fields.Integer(required=True, metadata={"description": "Sum over ok records."})
+    output_tokens_total = fields.Integer(required=True, metadata={"description": "Sum over ok records."})
+
+
+class UsageStatsSchema(Schema):
+    tenant_id = fields.String(required=True, allow_none=True,
+                              metadata={"description": "null in the grand total."})
+    total_calls = fields.Integer(required=True, metadata={"description": "All records in the window."})
+    failed_calls = fields.Integer(required=True, metadata={"description": "Records with status error."})
+    total_cost_usd = money("Sum over ok records.")
+    call_duration = fields.Nested(DistributionSchema, required=True,
+                                  metadata={"description": "Milliseconds, over ok records."})
+    input_tokens = fields.Nested(TokenDistributionSchema, required=True,
+                                 metadata={"description": "Over ok records."})
+    output_tokens = fields.Nested(TokenDistributionSchema, required=True,
+                                  metadata={"description": "Over ok records."})
+    by_operation = fields.List(fields.Nested(OperationStatsSchema), required=True,
+                               metadata={"description": "Sorted by cost descending, then operation."})
+
+
+class WindowEchoSchema(Schema):
+    from_ = fields.DateTime(data_key="from", format="iso", required=True, allow_none=True,
+                            metadata={"description": "The `from` asked for, in UTC, or null."})
+    to = fields.DateTime(format="iso", required=True, allow_none=True,
+                         metadata={"description": "The `to` asked for, in UTC, or null."})
+
+
+class TenantUsageSchema(UsageStatsSchema, WindowEchoSchema):
+    pass
+
+
+class AllUsageSchema(WindowEchoSchema):
+    tenants = fields.List(fields.Nested(UsageStatsSchema), required=True,
+                          metadata={"description": "Tenants with at least one call in the window, by tenant_id."})
+    total = fields.Nested(UsageStatsSchema, required=True)
+
+
+def _window(args):
+    def utc(moment):
+        return moment.astimezone(dt.timezone.utc) if moment else None
+
+    return Window(utc(args["from_"]), utc(args["to"]))
+
+
+def _echo(window):
+    return {"from_": window.start, "to": window.end}
+
+
+@blp.route("")
+@blp.doc(summary="Usage statistics of the caller's tenant",
+         description="Counts over all call records in the window; cost, durations and tokens "
+                     "over ok records. Percentiles interpolate linearly between closest ranks.")
+@require_api_key
+@blp.arguments(WindowArgs, location="query", as_kwargs=False)
+@blp.response(200, TenantUsageSchema)
+@blp.alt_response(401, schema="Error", description="Missing, unknown or revoked API key.")
+@blp.alt_response(422, schema="Error", description="Invalid window (the parameter is named).")
+def tenant_usage(args):
+    window = _window(args)
+    stats = current_app.extensions["usage_repository"].tenant_usage(g.api_key.tenant_id, window)
+    return {**_echo(window), **stats}
+
+
+@blp.route("/all")
+@blp.doc(summary="Usage statistics of every tenant and the grand total (superuser)",
+         description="One entry per tenant with at least one call in the window, sorted by "
+                     "tenant_id, and `total` over all of them with `tenant_id: null`.")
+@require_superuser
+@blp.arguments(WindowArgs, location="query", as_kwargs=False)
+@blp.response(200, AllUsageSchema)
+@blp.alt_response(401, schema="Error", description="Missing, unknown or revoked API key.")
+@blp.alt_response(403, schema="Error", description="The key is not a superuser key.")
+@blp.alt_response(422, schema="Error", description="Invalid window (the parameter is named).")
+def all_usage(args):
+    window = _window(args)
+    tenants, total = current_app.extensions["usage_repository"].all_usage(window)
+    return {**_echo(window), "tenants": tenants, "total": total}

@@ -1,0 +1,99 @@
+"""The write path for call records: validate everything, then store in bulk.
+
+`flask calls import` and `POST /v1/usage/calls` both end in
+`UsageRepository.add_calls`, after validating with `CallRecordSchema`.
+Nothing is written unless every record is valid.
+"""
+import tempfile
+
+from marshmallow import ValidationError
+
+from . import accounts
+from .db import database
+from .records import CallRecordSchema, parse_json, to_row
+
+MAX_REPORTED_ERRORS = 100
+
+
+class ImportRejected(Exception):
+    """Some lines are invalid; `errors` is [(line number, reason)], `count` all of them."""
+
+    def __init__(self, errors, count):
+        super().__init__(f"{count} invalid line(s)")
+        self.errors = errors
+        self.count = count
+
+
+def describe(messages):
+    """marshmallow's error dict as one line: 'field: reason; field: reason'."""
+    if isinstance(messages, dict):
+        return "; ".join(
+            f"{field}: {describe(reasons)}" if field != "_schema" else describe(reasons)
+            for field, reasons in messages.items()
+        )
+    if isinstance(messages, list):
+        return " ".join(describe(m) for m in messages)
+    return str(messages)
+
+
+class _TenantCheck:
+    """Remembers which tenant ids exist: one query per distinct id."""
+
+    def __init__(self):
+        self.known = {}
+
+    def __call__(self, tenant_id):
+        if tenant_id not in self.known:
+            self.known[tenant_id] = bool(accounts.existing_tenant_ids([tenant_id]))
+        return self.known[tenant_id]
+
+
+def _load_line(schema, line, tenant_exists):
+    """The validated record of one JSON line; ValueError with the reason if invalid."""
+    try:
+        raw = parse_json(line)
+    except ValueError as error:
+        raise ValueError(f"not valid JSON ({error})") from None
+    if not isinstance(raw, dict):
+        raise ValueError("not a JSON object")
+    try:
+        record = schema.load(raw)
+    except ValidationError as error:
+        raise ValueError(describe(error.messages)) from None
+    if "tenant_id" not in record:
+        raise ValueError("tenant_id: Missing data for required field.")
+    if not tenant_exists(record["tenant_id"]):
+        raise ValueError(f"tenant_id: Unknown tenant {record['tenant_id']!r}.")
+    return record
+
+
+def import_jsonl(lines, repository):
+    """Import JSON Lines call records; return (created, duplicates).
+
+    Two passes over a spooled copy of the input keep memory bounded: the first
+    validates every line (raising ImportRejected if any is bad), the second
+    inserts in bulk inside one transaction. Blank lines are skipped.
+    """
+    schema = CallRecordSchema()
+    tenant_exists = _TenantCheck()
+    errors, count = [], 0
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
+        for number, line in enumerate(lines, 1):
+            spool.write(line if line.endswith("\n") else line + "\n")
+            if not line.strip():
+                continue
+            try:
+                _load_line(schema, line, tenant_exists)
+            except ValueError as error:
+                count += 1
+                if len(errors) < MAX_REPORTED_ERRORS:
+                    errors.append((number, str(error)))
+        if count:
+            raise ImportRejected(errors, count)
+        spool.seek(0)
+        rows = (
+            to_row(record, record["tenant_id"])
+            for record in (schema.load(parse_json(line)) for line in spool if line.strip())
+        )
+        with database.atomic():
+            return repository.add_calls(rows)

@@ -1,0 +1,101 @@
+"""Peewee models of the three tables. The schema itself is created by the
+migrations in `migrations/`, never by `create_tables`.
+
+Two storage decisions make both engines give the same, exact answers:
+
+- timestamps are stored as naive UTC (`UtcDateTimeField` converts at the
+  boundary), so SQLite's text timestamps sort like PostgreSQL's;
+- money is stored as an integer number of micro-dollars (`cost_micro_usd`),
+  so sums are exact integers on both engines (SQLite has no exact decimal type).
+"""
+import datetime as dt
+from decimal import Decimal
+
+from peewee import (
+    BigAutoField,
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    UUIDField,
+)
+
+from .db import database
+
+MICROS_PER_USD = 1_000_000
+
+
+def utcnow():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def usd_to_micros(amount: Decimal) -> int:
+    """Exact: callers validated that `amount` has at most 6 decimal places."""
+    return int(amount * MICROS_PER_USD)
+
+
+def micros_to_usd(micros) -> Decimal:
+    return (Decimal(int(micros or 0)) / MICROS_PER_USD).quantize(Decimal("0.000001"))
+
+
+class UtcDateTimeField(DateTimeField):
+    """Aware UTC datetimes in Python, naive UTC in the database."""
+
+    def db_value(self, value):
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return super().db_value(value)
+
+    def python_value(self, value):
+        value = super().python_value(value)
+        if isinstance(value, dt.datetime):
+            if value.tzinfo is None:
+                return value.replace(tzinfo=dt.timezone.utc)
+            return value.astimezone(dt.timezone.utc)
+        return value
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Tenant(BaseModel):
+    tenant_id = CharField(max_length=64, primary_key=True)
+    name = CharField(max_length=255)
+    allows_superusers = BooleanField(default=False)
+    created_at = UtcDateTimeField(default=utcnow)
+
+
+class ApiKey(BaseModel):
+    key_id = CharField(max_length=32, primary_key=True)
+    tenant = ForeignKeyField(Tenant, column_name="tenant_id", backref="keys")
+    name = CharField(max_length=255)
+    is_superuser = BooleanField(default=False)
+    secret_sha256 = CharField(max_length=64)
+    created_at = UtcDateTimeField(default=utcnow)
+    revoked_at = UtcDateTimeField(null=True)
+    last_used_at = UtcDateTimeField(null=True)
+
+
+class LlmCall(BaseModel):
+    id = BigAutoField()
+    call_id = UUIDField()
+    tenant = ForeignKeyField(Tenant, column_name="tenant_id", backref="calls")
+    operation = CharField(max_length=64)
+    timestamp = UtcDateTimeField()
+    call_duration_ms = IntegerField()
+    model = CharField(max_length=255)
+    input_tokens = IntegerField()
+    output_tokens = IntegerField()
+    cost_micro_usd = BigIntegerField()
+    status = CharField(max_length=8)
+    error_class = CharField(max_length=255, null=True)
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "llm_call"
