@@ -1,0 +1,32 @@
+# The two set-up commands: `make run` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+WORKERS ?= 2
+BENCH_ARGS ?=
+
+.PHONY: install migrate run test bench clean
+
+$(BIN)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+migrate: install
+	$(BIN)/flask --app wsgi db upgrade
+
+run: migrate
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - wsgi:app
+
+test: install
+	$(BIN)/python -m pytest
+
+bench: migrate
+	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) *.egg-info

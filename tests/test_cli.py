@@ -1,0 +1,124 @@
+"""The command line: schema, tenants, keys and JSON Lines import."""
+import datetime as dt
+import json
+from decimal import Decimal
+
+from app.models import ApiKey, LlmCall
+from data import UTC, jsonl, record, to_json
+
+T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def invoke(runner, *args, input=None):
+    return runner.invoke(args=list(args), input=input)
+
+
+def test_db_upgrade_is_safe_to_repeat(runner):
+    result = invoke(runner, "db", "upgrade")  # the fixture already migrated
+    assert result.exit_code == 0 and "up to date" in result.output
+
+
+def test_tenants_create_and_list(runner):
+    assert invoke(runner, "tenants", "create", "acme", "--name", "Acme Corp").exit_code == 0
+    assert invoke(runner, "tenants", "create", "ops", "--allow-superusers").exit_code == 0
+    lines = invoke(runner, "tenants", "list").output.splitlines()
+    assert lines == ["acme\t-\tAcme Corp", "ops\tsuperusers\tops"]
+    again = invoke(runner, "tenants", "create", "acme")
+    assert again.exit_code != 0 and "already exists" in again.output
+    bad = invoke(runner, "tenants", "create", "Bad Id")
+    assert bad.exit_code != 0 and "Invalid tenant_id" in bad.output
+
+
+def test_keys_create_prints_key_last_and_stores_only_a_hash(app, runner, client):
+    invoke(runner, "tenants", "create", "acme")
+    result = invoke(runner, "keys", "create", "--tenant", "acme", "--name", "dashboard")
+    assert result.exit_code == 0
+    key = result.output.splitlines()[-1]
+    assert key.startswith("usk_")
+    key_id, secret = key.split("_", 2)[1:]
+    with app.app_context():
+        stored = ApiKey.get_by_id(key_id)
+        assert secret not in repr(stored.__data__)
+    assert client.get("/v1/usage", headers={"X-API-Key": key}).status_code == 200
+    listing = invoke(runner, "keys", "list", "--tenant", "acme").output
+    assert listing.startswith(key_id) and secret not in listing
+
+
+def test_superuser_key_needs_a_tenant_that_allows_it(runner):
+    invoke(runner, "tenants", "create", "acme")
+    result = invoke(runner, "keys", "create", "--tenant", "acme", "--name", "x", "--superuser")
+    assert result.exit_code != 0
+    assert "does not allow superuser keys" in result.output
+    unknown = invoke(runner, "keys", "create", "--tenant", "nobody", "--name", "x")
+    assert unknown.exit_code != 0 and "Unknown tenant" in unknown.output
+
+
+def test_keys_revoke(runner):
+    invoke(runner, "tenants", "create", "acme")
+    key_id = invoke(runner, "keys", "create", "--tenant", "acme", "--name", "x").output.splitlines()[-1].split("_")[1]
+    assert invoke(runner, "keys", "revoke", key_id).exit_code == 0
+    assert "revoked" in invoke(runner, "keys", "list").output
+    assert invoke(runner, "keys", "revoke", "0000000000000000").exit_code != 0
+
+
+def count_calls(app):
+    with app.app_context():
+        return LlmCall.select().count()
+
+
+def test_import_then_reimport_counts_duplicates(app, runner, tmp_path):
+    invoke(runner, "tenants", "create", "acme")
+    records = [record("acme", T0 + dt.timedelta(minutes=i), cost="0.000001") for i in range(1200)]
+    path = tmp_path / "calls.jsonl"
+    path.write_text(jsonl(records))
+    result = invoke(runner, "calls", "import", str(path))
+    assert result.exit_code == 0 and "1200 created, 0 duplicates" in result.output
+    result = invoke(runner, "calls", "import", "-", input=jsonl(records[:10] + [record("acme", T0)]))
+    assert result.exit_code == 0 and "1 created, 10 duplicates" in result.output
+    assert count_calls(app) == 1201
+    with app.app_context():
+        stored = LlmCall.select().order_by(LlmCall.timestamp).first()
+        assert stored.timestamp == T0 and stored.cost_micro_usd == 1
+
+
+def test_import_with_any_bad_line_imports_nothing(app, runner):
+    invoke(runner, "tenants", "create", "acme")
+    good = to_json(record("acme", T0))
+    lines = [
+        json.dumps(good),
+        json.dumps({**to_json(record("acme", T0)), "cost_usd": "0.0000001"}),
+        "{not json",
+        json.dumps({**to_json(record("acme", T0)), "timestamp": "2026-11-01T00:00:00"}),
+        json.dumps({**to_json(record("nobody", T0))}),
+        json.dumps({**to_json(record("acme", T0)), "status": "error"}),
+        json.dumps({**to_json(record("acme", T0)), "error_class": "Boom"}),
+        json.dumps({k: v for k, v in to_json(record("acme", T0)).items() if k != "tenant_id"}),
+        json.dumps({**to_json(record("acme", T0)), "input_tokens": -1}),
+        json.dumps({**to_json(record("acme", T0)), "surprise": 1}),
+    ]
+    result = invoke(runner, "calls", "import", "-", input="\n".join(lines) + "\n")
+    assert result.exit_code != 0
+    out = result.output
+    for number, reason in [(2, "cost_usd: At most 6 decimal places"), (3, "not valid JSON"),
+                           (4, "timestamp"), (5, "tenant_id: Unknown tenant 'nobody'"),
+                           (6, "error_class: Required when status is 'error'"),
+                           (7, "error_class: Must be absent"), (8, "tenant_id: Missing data"),
+                           (9, "input_tokens"), (10, "surprise: Unknown field")]:
+        assert f"line {number}: {reason}" in out, (number, out)
+    assert "line 1:" not in out
+    assert "9 invalid line(s)" in out
+    assert count_calls(app) == 0
+
+
+def test_import_accepts_numbers_and_decimal_strings_exactly(app, runner):
+    invoke(runner, "tenants", "create", "acme")
+    base = to_json(record("acme", T0))
+    lines = [json.dumps({**base, "call_id": f"00000000-0000-4000-8000-00000000000{i}"})
+             .replace(f'"cost_usd": "{base["cost_usd"]}"', f'"cost_usd": {cost}')
+             for i, cost in enumerate(["0.1", "0.2", '"0.300000"', "1e-6"])]
+    result = invoke(runner, "calls", "import", "-", input="\n".join(lines))
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        micros = sorted(c.cost_micro_usd for c in LlmCall.select())
+    assert micros == [1, 100_000, 200_000, 300_000]
+    assert sum(Decimal(m) / 10**6 for m in micros) == Decimal("0.600001")
