@@ -1,7 +1,9 @@
 """The write path for call records: validate everything, then store in bulk.
 
-`flask calls import` and `POST /v1/usage/calls` both end in
-`UsageRepository.add_calls`, after validating with `CallRecordSchema`.
+`flask calls import` (`import_jsonl`) and `POST /v1/usage/calls`
+(`ingest_batch`) both validate with `CallRecordSchema`, resolve tenants here,
+and end in `UsageRepository.add_calls`: one transaction, bulk inserts, and
+duplicates (same tenant and call_id) skipped by the database's unique index.
 Nothing is written unless every record is valid.
 """
 import tempfile
@@ -9,7 +11,6 @@ import tempfile
 from marshmallow import ValidationError
 
 from . import accounts
-from .db import database
 from .records import CallRecordSchema, parse_json, to_row
 
 MAX_REPORTED_ERRORS = 100
@@ -95,5 +96,47 @@ def import_jsonl(lines, repository):
             to_row(record, record["tenant_id"])
             for record in (schema.load(parse_json(line)) for line in spool if line.strip())
         )
-        with database.atomic():
-            return repository.add_calls(rows)
+        return repository.add_calls(rows)
+
+
+class CrossTenantWrite(Exception):
+    """A tenant key sent a record for another tenant."""
+
+
+class BatchRejected(Exception):
+    """Records failed tenant checks; `errors` is {index: {field: [reason]}}."""
+
+    def __init__(self, errors):
+        super().__init__("invalid records")
+        self.errors = errors
+
+
+def ingest_batch(records, api_key, repository):
+    """Store validated records sent with `api_key`; return (created, duplicates).
+
+    A tenant key writes for its own tenant: `tenant_id` may be left out, and a
+    different one is refused (CrossTenantWrite). A superuser key writes for any
+    existing tenant and must name it on every record (BatchRejected otherwise).
+    """
+    if api_key.is_superuser:
+        named = {r["tenant_id"] for r in records if "tenant_id" in r}
+        known = accounts.existing_tenant_ids(named)
+        errors = {}
+        for index, record in enumerate(records):
+            if "tenant_id" not in record:
+                errors[index] = {"tenant_id": ["Required with a superuser key."]}
+            elif record["tenant_id"] not in known:
+                errors[index] = {"tenant_id": [f"Unknown tenant {record['tenant_id']!r}."]}
+        if errors:
+            raise BatchRejected(errors)
+        tenant_of = lambda record: record["tenant_id"]  # noqa: E731
+    else:
+        own = api_key.tenant_id
+        if any(record.get("tenant_id", own) != own for record in records):
+            raise CrossTenantWrite(f"This key writes only for tenant {own!r}.")
+        tenant_of = lambda record: own  # noqa: E731
+    # A fixed order makes concurrent batches with overlapping call_ids take
+    # row locks in the same order (PostgreSQL), so they cannot deadlock.
+    rows = sorted((to_row(r, tenant_of(r)) for r in records),
+                  key=lambda row: (row["tenant"], str(row["call_id"])))
+    return repository.add_calls(rows)

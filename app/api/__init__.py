@@ -1,4 +1,4 @@
 """HTTP routes, one module per group; each registers its flask-smorest Blueprint."""
-from . import health, usage
+from . import health, ingestion, usage
 
-BLUEPRINTS = (health.blp, usage.blp)
+BLUEPRINTS = (usage.blp, ingestion.blp, health.blp)
