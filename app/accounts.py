@@ -68,8 +68,12 @@ def get_tenant(tenant_id):
     return tenant
 
 
-def list_tenants():
-    return Tenant.select().order_by(Tenant.tenant_id)
+def list_tenants(page=None, page_size=None):
+    """Tenants by tenant_id; with `page` (1-based), returns (that page, total count)."""
+    query = Tenant.select().order_by(Tenant.tenant_id)
+    if page is None:
+        return list(query)
+    return list(query.paginate(page, page_size)), query.count()
 
 
 def create_key(tenant_id, name, is_superuser=False):

@@ -1,4 +1,4 @@
 """HTTP routes, one module per group; each registers its flask-smorest Blueprint."""
-from . import health, ingestion, usage
+from . import admin, health, ingestion, usage
 
-BLUEPRINTS = (usage.blp, ingestion.blp, health.blp)
+BLUEPRINTS = (usage.blp, ingestion.blp, admin.blp, health.blp)
