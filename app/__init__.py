@@ -1,18 +1,31 @@
 """The usage service: an application factory in the Flask-tutorial style."""
 import os
 
-from flask import Flask
-from flask_smorest import Api
-from swagger_ui_bundle import swagger_ui_path
+from functools import partial
 
+from flask import Flask, current_app, send_from_directory
+from flask_smorest import Api
+from peewee import InterfaceError, OperationalError
+from swagger_ui_bundle import swagger_ui_path
+from werkzeug.exceptions import ServiceUnavailable
+
+from . import api as routes
 from . import cli
-from .api import BLUEPRINTS
 from .auth import SECURITY, SECURITY_SCHEMES
 from .db import database, open_database
 from .jsonio import ExactJSONProvider
 from .repository import PeeweeUsageRepository
 
 SWAGGER_ASSETS_URL = "/docs/assets/"
+
+API_DESCRIPTION = (
+    "Records every LLM call a multi-tenant backend makes and answers usage statistics.\n\n"
+    "Authenticate with an API key (`usk_<key_id>_<secret>`) as `Authorization: Bearer <key>` "
+    "or `X-API-Key: <key>`. Tenant keys see and write their own tenant; superuser keys see "
+    "every tenant and administer tenants and keys. Errors are JSON: "
+    "`{code, status, message?, errors?}`. Money is a JSON number exact to 6 decimals; "
+    "timestamps are RFC 3339 in UTC."
+)
 
 
 def create_app(config=None):
@@ -34,8 +47,7 @@ def create_app(config=None):
         OPENAPI_SWAGGER_UI_PATH="/docs",
         OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS_URL,
         API_SPEC_OPTIONS={
-            "info": {"description": "Records the LLM calls of a multi-tenant backend and "
-                                    "answers usage statistics."},
+            "info": {"description": API_DESCRIPTION},
             "security": SECURITY,
             "components": {"securitySchemes": SECURITY_SCHEMES},
         },
@@ -54,10 +66,19 @@ def create_app(config=None):
     app.add_url_rule(SWAGGER_ASSETS_URL + "<path:filename>", "swagger_assets",
                      _swagger_asset)
     api = Api(app)
-    for blueprint in BLUEPRINTS:
-        api.register_blueprint(blueprint)
+    routes.register(app, api)
+    app.register_error_handler(OperationalError, partial(_database_unavailable, api))
+    app.register_error_handler(InterfaceError, partial(_database_unavailable, api))
     cli.register(app)
     return app
+
+
+def _database_unavailable(api, error):
+    """A database that refuses connections (or stays locked) is a 503, not a 500."""
+    current_app.logger.warning("database unavailable: %s", error)
+    unavailable = ServiceUnavailable()
+    unavailable.data = {"message": "The database does not answer; retry later."}
+    return api.handle_http_exception(unavailable)
 
 
 def _close_database(exc):
@@ -66,6 +87,4 @@ def _close_database(exc):
 
 
 def _swagger_asset(filename):
-    from flask import send_from_directory
-
     return send_from_directory(swagger_ui_path, filename)

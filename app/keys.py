@@ -11,6 +11,7 @@ import re
 import secrets
 
 PREFIX = "usk"
+KEY_ID_PATTERN = r"^[0-9a-f]{16}$"
 KEY_PATTERN = re.compile(r"^usk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 

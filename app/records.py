@@ -7,7 +7,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from .accounts import TENANT_ID_PATTERN
 from .models import usd_to_micros
@@ -25,6 +25,34 @@ def parse_json(text):
 def at_most_six_places(value):
     if value.normalize().as_tuple().exponent < -6:
         raise ValidationError("At most 6 decimal places are allowed (values are never rounded).")
+
+
+class Text(fields.String):
+    """Free text that both databases can store: valid Unicode without NUL characters."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError("Not valid Unicode text.") from None
+        if "\x00" in text:
+            raise ValidationError("NUL characters are not allowed.")
+        return text
+
+
+class UtcDateTime(fields.AwareDateTime):
+    """An ISO 8601 datetime with an explicit offset, returned in UTC."""
+
+    def __init__(self, **kwargs):
+        super().__init__(format="iso", **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        moment = super()._deserialize(value, attr, data, **kwargs)
+        try:
+            return moment.astimezone(dt.timezone.utc)
+        except OverflowError:
+            raise ValidationError("Out of range once converted to UTC.") from None
 
 
 class StrictInteger(fields.Integer):
@@ -53,14 +81,13 @@ class CallRecordSchema(Schema):
         validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"),
         metadata={"example": "summarize"},
     )
-    timestamp = fields.AwareDateTime(
+    timestamp = UtcDateTime(
         required=True,
-        format="iso",
         metadata={"description": "ISO 8601 with an explicit offset; stored in UTC.",
                   "example": "2026-11-01T12:00:00Z"},
     )
     call_duration_ms = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
-    model = fields.String(required=True, validate=validate.Length(1, 255))
+    model = Text(required=True, validate=validate.Length(1, 255))
     input_tokens = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
     output_tokens = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
     cost_usd = fields.Decimal(
@@ -71,7 +98,7 @@ class CallRecordSchema(Schema):
                   "example": "0.001234"},
     )
     status = fields.String(required=True, validate=validate.OneOf(["ok", "error"]))
-    error_class = fields.String(
+    error_class = Text(
         allow_none=True,
         validate=validate.Length(1, 255),
         metadata={"description": "Required when status is error; absent (or null) when ok."},
@@ -84,11 +111,6 @@ class CallRecordSchema(Schema):
             raise ValidationError("Required when status is 'error'.", "error_class")
         if data.get("status") == "ok" and error_class is not None:
             raise ValidationError("Must be absent when status is 'ok'.", "error_class")
-
-    @post_load
-    def to_utc(self, data, **kwargs):
-        data["timestamp"] = data["timestamp"].astimezone(dt.timezone.utc)
-        return data
 
 
 def to_row(record, tenant_id):

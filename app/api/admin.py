@@ -9,7 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from .. import accounts
 from ..auth import require_api_key, require_superuser
-from ..jsonio import Blueprint
+from .blueprint import Blueprint
 
 blp = Blueprint("administration", __name__, url_prefix="/v1",
                 description="Tenants and API keys (superuser keys only), and the caller's own key.")
@@ -68,19 +68,22 @@ class MeSchema(Schema):
     is_superuser = fields.Boolean(required=True)
 
 
-UNAUTHORIZED = {"schema": "Error", "description": "Missing, unknown or revoked API key."}
-FORBIDDEN = {"schema": "Error", "description": "The key is not a superuser key."}
+NOT_SUPERUSER = "The key is not a superuser key."
+TENANT_PATH = {"in": "path", "name": "tenant_id", "description": "The tenant's slug.",
+               "example": "acme"}
+KEY_PATH = {"in": "path", "name": "key_id", "description": "The key's public id (16 hex digits).",
+            "example": "0f1e2d3c4b5a6978"}
 
 
 @blp.route("/tenants", methods=["POST"])
-@blp.doc(summary="Create a tenant")
+@blp.doc(summary="Create a tenant",
+         description="Tenants are never created implicitly (ingestion refuses unknown ones). "
+                     "`allows_superusers` permits superuser keys for the tenant.")
 @require_superuser
 @blp.arguments(TenantSchema)
 @blp.response(201, TenantSchema)
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
-@blp.alt_response(409, schema="Error", description="A tenant with this id exists.")
-@blp.alt_response(422, schema="Error", description="Invalid tenant_id, name or flag.")
+@blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
+            e422="Invalid tenant_id, name or flag.")
 def create_tenant(tenant):
     try:
         return accounts.create_tenant(tenant["tenant_id"], tenant["name"], tenant["allows_superusers"])
@@ -94,21 +97,18 @@ def create_tenant(tenant):
 @require_superuser
 @blp.response(200, TenantSchema(many=True))
 @blp.paginate()
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
+@blp.errors(401, 422, 503, e403=NOT_SUPERUSER)
 def list_tenants(pagination_parameters):
     page, total = accounts.list_tenants(pagination_parameters.page, pagination_parameters.page_size)
     pagination_parameters.item_count = total
     return page
 
 
-@blp.route("/tenants/<tenant_id>", methods=["GET"])
-@blp.doc(summary="Get a tenant")
+@blp.route("/tenants/<tenant_id:tenant_id>", methods=["GET"], parameters=[TENANT_PATH])
+@blp.doc(summary="Get a tenant", description="One tenant by its slug.")
 @require_superuser
 @blp.response(200, TenantSchema)
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
-@blp.alt_response(404, schema="Error", description="Unknown tenant.")
+@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def get_tenant(tenant_id):
     try:
         return accounts.get_tenant(tenant_id)
@@ -116,17 +116,15 @@ def get_tenant(tenant_id):
         _abort_for(error)
 
 
-@blp.route("/tenants/<tenant_id>/keys", methods=["POST"])
+@blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["POST"], parameters=[TENANT_PATH])
 @blp.doc(summary="Create an API key for a tenant",
          description="The response carries the key itself, shown this once; only a hash is stored. "
                      "A superuser key needs a tenant with `allows_superusers`.")
 @require_superuser
 @blp.arguments(KeySchema)
 @blp.response(201, NewKeySchema)
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
-@blp.alt_response(404, schema="Error", description="Unknown tenant.")
-@blp.alt_response(422, schema="Error", description="Invalid body, or superuser keys not allowed.")
+@blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
+            e422="Invalid body, or the tenant does not allow superuser keys.")
 def create_key(new_key, tenant_id):
     try:
         api_key, key_string = accounts.create_key(tenant_id, new_key["name"], new_key["is_superuser"])
@@ -136,13 +134,13 @@ def create_key(new_key, tenant_id):
     return api_key
 
 
-@blp.route("/tenants/<tenant_id>/keys", methods=["GET"])
-@blp.doc(summary="List a tenant's API keys", description="Never shows a key or its secret.")
+@blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["GET"], parameters=[TENANT_PATH])
+@blp.doc(summary="List a tenant's API keys",
+         description="Oldest first, with `revoked_at` and `last_used_at`. Never shows a key or "
+                     "its secret.")
 @require_superuser
 @blp.response(200, KeySchema(many=True))
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
-@blp.alt_response(404, schema="Error", description="Unknown tenant.")
+@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def list_keys(tenant_id):
     try:
         return list(accounts.list_keys(tenant_id))
@@ -150,15 +148,13 @@ def list_keys(tenant_id):
         _abort_for(error)
 
 
-@blp.route("/keys/<key_id>", methods=["DELETE"])
+@blp.route("/keys/<key_id:key_id>", methods=["DELETE"], parameters=[KEY_PATH])
 @blp.doc(summary="Revoke an API key",
          description="Every worker refuses the key (401) from the next request on. "
                      "Revoking a revoked key changes nothing.")
 @require_superuser
 @blp.response(204)
-@blp.alt_response(401, **UNAUTHORIZED)
-@blp.alt_response(403, **FORBIDDEN)
-@blp.alt_response(404, schema="Error", description="Unknown key.")
+@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown key.")
 def revoke_key(key_id):
     try:
         accounts.revoke_key(key_id)
@@ -167,9 +163,10 @@ def revoke_key(key_id):
 
 
 @blp.route("/me", methods=["GET"])
-@blp.doc(summary="The key making this request", description="Any valid key.")
+@blp.doc(summary="The key making this request",
+         description="Who the presented key is: its tenant, id, name and kind. Any valid key.")
 @require_api_key
 @blp.response(200, MeSchema)
-@blp.alt_response(401, **UNAUTHORIZED)
+@blp.errors(401, 503)
 def me():
     return g.api_key

@@ -4,7 +4,7 @@ from marshmallow import Schema, fields
 from peewee import PeeweeException
 
 from ..db import database
-from ..jsonio import Blueprint
+from .blueprint import Blueprint
 
 blp = Blueprint("health", __name__, description="Liveness and readiness probes (no API key).")
 
@@ -25,7 +25,7 @@ def healthz():
 @blp.doc(security=[], summary="Does the database answer?",
          description="Runs `SELECT 1` on the configured database: 200 if it answers, 503 if not.")
 @blp.response(200, HealthSchema)
-@blp.alt_response(503, schema="Error", description="The database does not answer.")
+@blp.errors(503)
 def readyz():
     try:
         database.execute_sql("SELECT 1").fetchone()

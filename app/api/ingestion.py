@@ -5,11 +5,11 @@ from marshmallow import Schema, fields, validate
 
 from .. import ingest
 from ..auth import require_api_key
-from ..jsonio import Blueprint
+from .blueprint import Blueprint
 from ..records import CallRecordSchema
 
 blp = Blueprint("ingestion", __name__, url_prefix="/v1/usage",
-                description="Recording LLM calls.")
+                description="Recording LLM calls: batched, idempotent, all-or-nothing.")
 
 MAX_BATCH = 1000
 
@@ -42,11 +42,8 @@ class IngestResultSchema(Schema):
 @require_api_key
 @blp.arguments(CallBatchSchema)
 @blp.response(201, IngestResultSchema)
-@blp.alt_response(400, schema="Error", description="The body is not valid JSON.")
-@blp.alt_response(401, schema="Error", description="Missing, unknown or revoked API key.")
-@blp.alt_response(403, schema="Error", description="A tenant key wrote for another tenant.")
-@blp.alt_response(413, schema="Error", description="The body exceeds the size limit.")
-@blp.alt_response(422, schema="Error", description="Invalid records; nothing was stored.")
+@blp.errors(400, 401, 413, 503, e403="A tenant key wrote for another tenant; nothing was stored.",
+            e422="Invalid records (errors.json.calls.<index>.<field>); nothing was stored.")
 def record_calls(batch):
     records = batch["calls"]
     repository = current_app.extensions["usage_repository"]

@@ -1,11 +1,10 @@
 """Usage statistics: GET /v1/usage and GET /v1/usage/all."""
-import datetime as dt
-
 from flask import current_app, g
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from ..auth import require_api_key, require_superuser
-from ..jsonio import Blueprint
+from .blueprint import Blueprint
+from ..records import UtcDateTime
 from ..statistics import Window
 
 blp = Blueprint("usage", __name__, url_prefix="/v1/usage",
@@ -19,12 +18,12 @@ WINDOW_RULE = (
 
 
 class WindowArgs(Schema):
-    from_ = fields.AwareDateTime(
-        data_key="from", format="iso", load_default=None,
+    from_ = UtcDateTime(
+        data_key="from", load_default=None,
         metadata={"description": "Inclusive lower bound. " + WINDOW_RULE, "example": "2026-11-01T00:00:00Z"},
     )
-    to = fields.AwareDateTime(
-        format="iso", load_default=None,
+    to = UtcDateTime(
+        load_default=None,
         metadata={"description": "Exclusive upper bound. " + WINDOW_RULE, "example": "2026-12-01T00:00:00Z"},
     )
 
@@ -94,10 +93,7 @@ class AllUsageSchema(WindowEchoSchema):
 
 
 def _window(args):
-    def utc(moment):
-        return moment.astimezone(dt.timezone.utc) if moment else None
-
-    return Window(utc(args["from_"]), utc(args["to"]))
+    return Window(args["from_"], args["to"])
 
 
 def _echo(window):
@@ -106,13 +102,17 @@ def _echo(window):
 
 @blp.route("")
 @blp.doc(summary="Usage statistics of the caller's tenant",
-         description="Counts over all call records in the window; cost, durations and tokens "
-                     "over ok records. Percentiles interpolate linearly between closest ranks.")
+         description="Statistics of the key's own tenant over the half-open window "
+                     "[`from`, `to`). `total_calls` and `failed_calls` count every record; "
+                     "cost (US dollars, exact to 6 decimals), durations (milliseconds) and "
+                     "tokens are over `ok` records. `p5`/`p95` interpolate linearly between "
+                     "the closest ranks (PostgreSQL `percentile_cont`, NumPy's default). "
+                     "`by_operation` is sorted by cost descending, then operation. An empty "
+                     "window gives zeros and `by_operation: []`.")
 @require_api_key
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.response(200, TenantUsageSchema)
-@blp.alt_response(401, schema="Error", description="Missing, unknown or revoked API key.")
-@blp.alt_response(422, schema="Error", description="Invalid window (the parameter is named).")
+@blp.errors(401, 422, 503)
 def tenant_usage(args):
     window = _window(args)
     stats = current_app.extensions["usage_repository"].tenant_usage(g.api_key.tenant_id, window)
@@ -121,14 +121,13 @@ def tenant_usage(args):
 
 @blp.route("/all")
 @blp.doc(summary="Usage statistics of every tenant and the grand total (superuser)",
-         description="One entry per tenant with at least one call in the window, sorted by "
-                     "tenant_id, and `total` over all of them with `tenant_id: null`.")
+         description="One statistics object per tenant with at least one call in the "
+                     "half-open window [`from`, `to`), sorted by tenant_id, and `total` over "
+                     "all of them with `tenant_id: null`. Same rules as `GET /v1/usage`.")
 @require_superuser
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.response(200, AllUsageSchema)
-@blp.alt_response(401, schema="Error", description="Missing, unknown or revoked API key.")
-@blp.alt_response(403, schema="Error", description="The key is not a superuser key.")
-@blp.alt_response(422, schema="Error", description="Invalid window (the parameter is named).")
+@blp.errors(401, 422, 503, e403="The key is not a superuser key.")
 def all_usage(args):
     window = _window(args)
     tenants, total = current_app.extensions["usage_repository"].all_usage(window)

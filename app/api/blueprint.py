@@ -1,0 +1,80 @@
+"""The Blueprint every route module uses: flask-smorest's, plus
+
+- request bodies parsed with exact decimals (`0.1` stays 0.1, a seventh
+  decimal place is seen rather than rounded away);
+- `errors(...)`: documents the JSON error responses a route can return, with
+  one standard description per status;
+- the `X-Pagination` header documented as what it is, a JSON-encoded object;
+- URL converters for tenant and key ids, documented with their patterns.
+"""
+from flask_smorest import Blueprint as SmorestBlueprint
+from webargs import core
+from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.routing import BaseConverter
+
+from .. import accounts, keys
+from ..records import parse_json
+
+ERROR_DESCRIPTIONS = {
+    400: "The body is not valid JSON.",
+    401: "Missing, unknown or revoked API key (see the WWW-Authenticate header).",
+    403: "The key may not do this (a superuser key is needed, or another tenant's data).",
+    404: "Not found.",
+    409: "Conflicts with what exists.",
+    413: "The body exceeds the size limit (MAX_CONTENT_LENGTH).",
+    422: "Invalid input; `errors` names each bad parameter or field.",
+    503: "The database does not answer; retry later.",
+}
+
+
+class ExactJSONParser(FlaskParser):
+    def _raw_load_json(self, req):
+        if not is_json_request(req):
+            return core.missing
+        return parse_json(req.get_data(cache=True))
+
+
+class Blueprint(SmorestBlueprint):
+    ARGUMENTS_PARSER = ExactJSONParser()
+
+    def errors(self, *codes, **descriptions):
+        """Document error responses: `@blp.errors(401, 403, e404="Unknown tenant.")`."""
+        overrides = {int(name[1:]): text for name, text in descriptions.items()}
+
+        def decorator(func):
+            for code in sorted(set(codes) | set(overrides)):
+                description = overrides.get(code, ERROR_DESCRIPTIONS[code])
+                func = self.alt_response(code, schema="Error", description=description)(func)
+            return func
+
+        return decorator
+
+    def _document_pagination_metadata(self, spec, resp_doc):
+        resp_doc.setdefault("headers", {})[self.PAGINATION_HEADER_NAME] = {
+            "description": "Pagination metadata, a JSON-encoded object: total, total_pages, "
+                           "first_page, last_page, page, previous_page, next_page.",
+            "schema": {"type": "string"},
+        }
+
+
+class TenantIdConverter(BaseConverter):
+    """`<tenant_id:…>`: only a valid slug routes; anything else is a 404 before any query."""
+
+    regex = accounts.TENANT_ID_PATTERN.strip("^$")
+    schema = {"type": "string", "pattern": accounts.TENANT_ID_PATTERN}
+
+
+class KeyIdConverter(BaseConverter):
+    """`<key_id:…>`: 16 lowercase hex digits."""
+
+    regex = keys.KEY_ID_PATTERN.strip("^$")
+    schema = {"type": "string", "pattern": keys.KEY_ID_PATTERN}
+
+
+CONVERTERS = {"tenant_id": TenantIdConverter, "key_id": KeyIdConverter}
+
+
+def register_converters(app, api):
+    for name, converter in CONVERTERS.items():
+        app.url_map.converters[name] = converter
+        api.register_converter(converter, lambda conv: dict(conv.schema))
