@@ -73,7 +73,10 @@ def list_tenants(page=None, page_size=None):
     query = Tenant.select().order_by(Tenant.tenant_id)
     if page is None:
         return list(query)
-    return list(query.paginate(page, page_size)), query.count()
+    total = query.count()
+    if (page - 1) * page_size >= total:
+        return [], total  # past the end; also keeps huge page numbers out of SQL
+    return list(query.paginate(page, page_size)), total
 
 
 def create_key(tenant_id, name, is_superuser=False):

@@ -14,6 +14,13 @@ def test_readyz_is_503_when_the_database_does_not_answer(tmp_path):
     assert response.get_json()["code"] == 503
 
 
+def test_v1_routes_answer_503_when_the_database_is_down(tmp_path):
+    app = build_app(f"sqlite:///{tmp_path}/missing-dir/usage.db", tmp_path, migrate=False)
+    response = app.test_client().get("/v1/usage", headers={"X-API-Key": "usk_0123456789abcdef_" + "a" * 43})
+    assert response.status_code == 503
+    assert response.get_json()["message"] == "The database does not answer; retry later."
+
+
 def test_errors_are_json(app, client):
     @app.route("/boom")
     def boom():

@@ -9,6 +9,7 @@ from marshmallow import Schema, fields, validate
 
 from .. import accounts
 from ..auth import require_api_key, require_superuser
+from ..records import Text
 from .blueprint import Blueprint
 
 blp = Blueprint("administration", __name__, url_prefix="/v1",
@@ -32,7 +33,7 @@ class TenantSchema(Schema):
         required=True, validate=validate.Regexp(accounts.TENANT_ID_PATTERN),
         metadata={"description": "Slug: 1-64 of a-z, 0-9, '_', '-', starting with a letter or digit.",
                   "example": "acme"})
-    name = fields.String(validate=validate.Length(1, 255), load_default=None,
+    name = Text(validate=validate.Length(1, 255), load_default=None,
                          metadata={"description": "Display name; defaults to the tenant_id.",
                                    "example": "Acme Corp"})
     allows_superusers = fields.Boolean(load_default=False,
@@ -43,8 +44,7 @@ class TenantSchema(Schema):
 class KeySchema(Schema):
     key_id = fields.String(dump_only=True, metadata={"description": "Public identifier of the key."})
     tenant_id = fields.String(dump_only=True)
-    name = fields.String(required=True, validate=validate.Length(1, 255),
-                         metadata={"example": "dashboard"})
+    name = Text(required=True, validate=validate.Length(1, 255), metadata={"example": "dashboard"})
     is_superuser = fields.Boolean(load_default=False)
     created_at = fields.DateTime(dump_only=True, format="iso")
     revoked_at = fields.DateTime(dump_only=True, format="iso", allow_none=True)
