@@ -1,16 +1,14 @@
 """The usage service: an application factory in the Flask-tutorial style."""
 import os
 
-from functools import partial
-
 from flask import Flask, current_app, send_from_directory
 from flask_smorest import Api
 from peewee import InterfaceError, OperationalError
 from swagger_ui_bundle import swagger_ui_path
-from werkzeug.exceptions import ServiceUnavailable
 
 from . import api as routes
 from . import cli
+from .api.blueprint import json_error
 from .auth import SECURITY, SECURITY_SCHEMES
 from .db import database, open_database
 from .jsonio import ExactJSONProvider
@@ -67,18 +65,16 @@ def create_app(config=None):
                      _swagger_asset)
     api = Api(app)
     routes.register(app, api)
-    app.register_error_handler(OperationalError, partial(_database_unavailable, api))
-    app.register_error_handler(InterfaceError, partial(_database_unavailable, api))
+    app.register_error_handler(OperationalError, _database_unavailable)
+    app.register_error_handler(InterfaceError, _database_unavailable)
     cli.register(app)
     return app
 
 
-def _database_unavailable(api, error):
+def _database_unavailable(error):
     """A database that refuses connections (or stays locked) is a 503, not a 500."""
     current_app.logger.warning("database unavailable: %s", error)
-    unavailable = ServiceUnavailable()
-    unavailable.data = {"message": "The database does not answer; retry later."}
-    return api.handle_http_exception(unavailable)
+    return json_error(503, "The database does not answer; retry later.")
 
 
 def _close_database(exc):

@@ -36,9 +36,3 @@ def open_database(url):
         return connect(url, pragmas=SQLITE_PRAGMAS)
     return connect(url)
 
-
-def is_postgres(db):
-    from peewee import PostgresqlDatabase
-
-    target = db.obj if isinstance(db, DatabaseProxy) else db
-    return isinstance(target, PostgresqlDatabase)

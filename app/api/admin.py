@@ -1,16 +1,15 @@
 """Administration of tenants and API keys (superuser keys), and /v1/me.
 
 Routes call the same service layer as the CLI (`app.accounts`); its
-exceptions map to HTTP statuses in `ACCOUNT_ERRORS`.
+exceptions become JSON errors with the statuses in `ACCOUNT_ERRORS`.
 """
 from flask import g
-from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from .. import accounts
 from ..auth import require_api_key, require_superuser
 from ..records import Text
-from .blueprint import Blueprint
+from .blueprint import Blueprint, json_error
 
 blp = Blueprint("administration", __name__, url_prefix="/v1",
                 description="Tenants and API keys (superuser keys only), and the caller's own key.")
@@ -24,8 +23,9 @@ ACCOUNT_ERRORS = {
 }
 
 
-def _abort_for(error):
-    abort(ACCOUNT_ERRORS[type(error)], message=str(error))
+@blp.errorhandler(accounts.AccountError)
+def account_error(error):
+    return json_error(ACCOUNT_ERRORS[type(error)], str(error))
 
 
 class TenantSchema(Schema):
@@ -85,10 +85,7 @@ KEY_PATH = {"in": "path", "name": "key_id", "description": "The key's public id 
 @blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
             e422="Invalid tenant_id, name or flag.")
 def create_tenant(tenant):
-    try:
-        return accounts.create_tenant(tenant["tenant_id"], tenant["name"], tenant["allows_superusers"])
-    except accounts.AccountError as error:
-        _abort_for(error)
+    return accounts.create_tenant(tenant["tenant_id"], tenant["name"], tenant["allows_superusers"])
 
 
 @blp.route("/tenants", methods=["GET"])
@@ -110,10 +107,7 @@ def list_tenants(pagination_parameters):
 @blp.response(200, TenantSchema)
 @blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def get_tenant(tenant_id):
-    try:
-        return accounts.get_tenant(tenant_id)
-    except accounts.AccountError as error:
-        _abort_for(error)
+    return accounts.get_tenant(tenant_id)
 
 
 @blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["POST"], parameters=[TENANT_PATH])
@@ -126,10 +120,7 @@ def get_tenant(tenant_id):
 @blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
             e422="Invalid body, or the tenant does not allow superuser keys.")
 def create_key(new_key, tenant_id):
-    try:
-        api_key, key_string = accounts.create_key(tenant_id, new_key["name"], new_key["is_superuser"])
-    except accounts.AccountError as error:
-        _abort_for(error)
+    api_key, key_string = accounts.create_key(tenant_id, new_key["name"], new_key["is_superuser"])
     api_key.key = key_string  # for this response only; never stored
     return api_key
 
@@ -142,10 +133,7 @@ def create_key(new_key, tenant_id):
 @blp.response(200, KeySchema(many=True))
 @blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def list_keys(tenant_id):
-    try:
-        return list(accounts.list_keys(tenant_id))
-    except accounts.AccountError as error:
-        _abort_for(error)
+    return list(accounts.list_keys(tenant_id))
 
 
 @blp.route("/keys/<key_id:key_id>", methods=["DELETE"], parameters=[KEY_PATH])
@@ -156,10 +144,7 @@ def list_keys(tenant_id):
 @blp.response(204)
 @blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown key.")
 def revoke_key(key_id):
-    try:
-        accounts.revoke_key(key_id)
-    except accounts.AccountError as error:
-        _abort_for(error)
+    accounts.revoke_key(key_id)
 
 
 @blp.route("/me", methods=["GET"])

@@ -10,6 +10,7 @@
 from flask_smorest import Blueprint as SmorestBlueprint
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import BaseConverter
 
 from .. import accounts, keys
@@ -25,6 +26,11 @@ ERROR_DESCRIPTIONS = {
     422: "Invalid input; `errors` names each bad parameter or field.",
     503: "The database does not answer; retry later.",
 }
+
+
+def json_error(code, message):
+    """A response in flask-smorest's error shape, for error handlers (where abort() cannot be used)."""
+    return {"code": code, "status": HTTP_STATUS_CODES[code], "message": message}, code
 
 
 class ExactJSONParser(FlaskParser):
