@@ -9,8 +9,12 @@ the values found at a few ranks); this module turns them into the answer:
 - percentiles interpolate linearly between the two closest ranks, like
   PostgreSQL's `percentile_cont` and NumPy's default: the p-th percentile of n
   sorted values v[0..n-1] is v[k] + (v[k+1] - v[k]) * f where
-  k + f = (n - 1) * p / 100. The arithmetic is exact (Fraction) and rounded
-  to a float once, so SQLite and PostgreSQL give identical numbers;
+  k + f = (n - 1) * p / 100. PostgreSQL computes them with `percentile_cont`;
+  SQLite, which has none, hands over the values at ranks k and k + 1 and
+  `percentile` interpolates exactly. The values are integers and f a whole
+  number of hundredths, so every percentile is an exact multiple of 0.01:
+  rounding to 2 decimals removes `percentile_cont`'s floating-point noise and
+  makes both engines give identical numbers;
 - `by_operation` is ordered by cost descending, then operation ascending;
 - an empty window gives zeros and `by_operation: []`.
 """
@@ -41,12 +45,17 @@ def percentile_ranks(n, pct):
 
 
 def percentile(n, values_by_rank, pct):
+    """The pct-th percentile of n values, from the values at percentile_ranks."""
     low, high = percentile_ranks(n, pct)
     fraction = Fraction((n - 1) * pct % 100, 100)
     value = Fraction(values_by_rank[low])
     if fraction:
         value += (values_by_rank[high] - values_by_rank[low]) * fraction
     return float(value)
+
+
+def percentiles_from_ranks(n, values_by_rank):
+    return {pct: percentile(n, values_by_rank, pct) for pct in PERCENTILES}
 
 
 @dataclass
@@ -70,16 +79,16 @@ class OperationTotals:
 
 @dataclass
 class MetricTotals:
-    """Aggregates of one metric over `ok` records, plus its values at the needed ranks."""
+    """Aggregates of one metric over `ok` records, and its percentiles {pct: value}."""
 
     count: int = 0
     total: int = 0
     minimum: int | None = None
     maximum: int | None = None
-    values_by_rank: dict = field(default_factory=dict)
+    percentiles: dict = field(default_factory=dict)
 
     def add(self, other):
-        """Merge another group's totals (ranks are not mergeable; callers set them)."""
+        """Merge another group's totals (percentiles are not mergeable; callers set them)."""
         self.count += other.count
         self.total += other.total
         for attr, pick in (("minimum", min), ("maximum", max)):
@@ -95,7 +104,7 @@ class MetricTotals:
                 "avg": float(Fraction(self.total, self.count)),
                 "min": self.minimum,
                 "max": self.maximum,
-                **{f"p{p}": percentile(self.count, self.values_by_rank, p) for p in PERCENTILES},
+                **{f"p{p}": round(self.percentiles[p], 2) for p in PERCENTILES},
             }
         if with_total:
             summary["total"] = self.total
