@@ -5,6 +5,8 @@ BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 WORKERS ?= 2
+# Statistics over a long history on SQLite can take longer than gunicorn's 30 s default.
+TIMEOUT ?= 120
 BENCH_ARGS ?=
 
 .PHONY: install migrate run test bench clean
@@ -20,7 +22,7 @@ migrate: install
 	$(BIN)/flask --app wsgi db upgrade
 
 run: migrate
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --access-logfile - wsgi:app
+	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --timeout $(TIMEOUT) --access-logfile - wsgi:app
 
 test: install
 	$(BIN)/python -m pytest

@@ -21,6 +21,13 @@ SQLITE_PRAGMAS = {
 }
 
 
+# Statistics sort every value of the window (percentiles are exact); with
+# PostgreSQL's default 4 MB those sorts spill to disk. Measured on 1M calls:
+# the all-tenant, all-history answer takes 10 s at 4 MB and about 3 s at 64 MB.
+# A URL that sets `options` itself (e.g. `?options=-c%20work_mem%3D16MB`) wins.
+POSTGRES_OPTIONS = "-c work_mem=64MB"
+
+
 def open_database(url):
     """Return a Peewee database for `url` (playhouse.db_url syntax).
 
@@ -29,9 +36,11 @@ def open_database(url):
     """
     parts = urlsplit(url)
     scheme = parts.scheme
-    if scheme in ("postgres", "postgresql"):
-        url = urlunsplit(parts._replace(scheme=scheme + "+pool"))
-        return connect(url, max_connections=20, stale_timeout=300)
+    if scheme.startswith("postgres"):
+        if not scheme.endswith("+pool"):
+            url = urlunsplit(parts._replace(scheme=scheme + "+pool"))
+        options = {} if "options=" in parts.query else {"options": POSTGRES_OPTIONS}
+        return connect(url, max_connections=20, stale_timeout=300, **options)
     if scheme.startswith("sqlite"):
         return connect(url, pragmas=SQLITE_PRAGMAS)
     return connect(url)
