@@ -86,10 +86,16 @@ class CallRecordSchema(Schema):
         metadata={"description": "ISO 8601 with an explicit offset; stored in UTC.",
                   "example": "2026-11-01T12:00:00Z"},
     )
-    call_duration_ms = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
-    model = Text(required=True, validate=validate.Length(1, 255))
-    input_tokens = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
-    output_tokens = StrictInteger(required=True, validate=validate.Range(0, MAX_INT))
+    call_duration_ms = StrictInteger(
+        required=True, validate=validate.Range(0, MAX_INT),
+        metadata={"description": "Wall-clock duration of the call in milliseconds.", "example": 1840})
+    model = Text(required=True, validate=validate.Length(1, 255), metadata={"example": "gpt-4o-mini"})
+    input_tokens = StrictInteger(
+        required=True, validate=validate.Range(0, MAX_INT),
+        metadata={"description": "Prompt tokens billed.", "example": 2100})
+    output_tokens = StrictInteger(
+        required=True, validate=validate.Range(0, MAX_INT),
+        metadata={"description": "Completion tokens billed.", "example": 310})
     cost_usd = fields.Decimal(
         required=True,
         allow_nan=False,
@@ -97,7 +103,8 @@ class CallRecordSchema(Schema):
         metadata={"description": "US dollars, a number or decimal string, at most 6 decimal places.",
                   "example": "0.001234"},
     )
-    status = fields.String(required=True, validate=validate.OneOf(["ok", "error"]))
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "error"]),
+                           metadata={"description": "`error`: the attempt failed (counted, not costed)."})
     error_class = Text(
         allow_none=True,
         validate=validate.Length(1, 255),
