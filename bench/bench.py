@@ -1,0 +1,367 @@
+"""Benchmark of the usage service against hand-written SQL on the same data.
+
+`make bench BENCH_ARGS="..."`, on the database of DATABASE_URL (default: the
+app's SQLite file instance/usage.db):
+
+1. seeds synthetic calls (default 1,000,000 over 50 tenants `bench-t000`... and
+   90 days ending now), replacing earlier `bench-*` calls (`--no-seed`: keep them);
+2. under gunicorn (2 workers), measures p50/p95 latency of GET /v1/usage (key of
+   bench-t000) and GET /v1/usage/all (superuser key of `bench-ops`), last 30 days
+   and all history: `--requests` sequential requests after one warm-up;
+3. times the baseline, the same answer by hand-written SQL through the raw driver
+   (sqlite3 / psycopg), same windows and repetitions;
+4. POSTs `--ingest-batches` batches of 1000 records to /v1/usage/calls (if it
+   exists) and compares with raw INSERT ... ON CONFLICT DO NOTHING of as many rows
+   (executemany, one transaction per 1000 rows).
+
+ratio = service time / baseline time (ingestion: raw rate / service rate, the
+same thing): 1.0 means no cost over the SQL itself, 3.0 three times as long. The
+service's time includes HTTP, the API-key lookup and JSON; the baseline's is the
+SQL plus a few lines of Python.
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+from peewee import PostgresqlDatabase
+
+from app import accounts, create_app, migrate
+from app.db import POSTGRES_OPTIONS, database
+from app.models import LlmCall, Tenant
+
+ROOT = Path(__file__).resolve().parent.parent
+UTC = dt.timezone.utc
+OPERATIONS = ("analyze", "summarize", "summarize_aggregate", "assign_codes")
+MODELS = {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0), "claude-haiku": (0.8, 4.0)}  # micro-USD/token
+ERRORS = ("RateLimitError", "APITimeoutError", "InternalServerError")
+CHUNK = 2000  # rows per INSERT: 13 columns stay under SQLite's 32,766 parameters
+BATCH = 1000  # records per ingestion request / raw transaction
+SUPER_TENANT = "bench-ops"
+
+
+def tenant_ids(count):
+    return [f"bench-t{i:03d}" for i in range(count)]
+
+
+def synthetic_call(rng, tenants, now, span_s):
+    """One llm_call row (dict of LlmCall fields); ~10% errors."""
+    model = rng.choice(tuple(MODELS))
+    ok = rng.random() >= 0.10
+    input_tokens = rng.randint(50, 8000)
+    output_tokens = rng.randint(10, 2000) if ok else 0
+    price_in, price_out = MODELS[model]
+    return {
+        "call_id": uuid.UUID(int=rng.getrandbits(128), version=4),
+        "tenant": rng.choice(tenants),
+        "operation": rng.choice(OPERATIONS),
+        "timestamp": now - dt.timedelta(seconds=rng.random() * span_s),
+        "call_duration_ms": int(rng.lognormvariate(7.0, 0.6)),
+        "model": model,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "cost_micro_usd": round(input_tokens * price_in + output_tokens * price_out) if ok else 0,
+        "status": "ok" if ok else "error",
+        "error_class": None if ok else rng.choice(ERRORS),
+    }
+
+
+def seed(args, now):
+    tenants = tenant_ids(args.tenants)
+    existing = {t for (t,) in Tenant.select(Tenant.tenant_id).tuples()}
+    for tenant_id in tenants + [SUPER_TENANT]:
+        if tenant_id not in existing:
+            accounts.create_tenant(tenant_id, allows_superusers=tenant_id == SUPER_TENANT)
+    if args.no_seed:
+        return
+    started = time.perf_counter()
+    deleted = LlmCall.delete().where(LlmCall.tenant.startswith("bench-")).execute()
+    if deleted:
+        print(f"deleted {deleted:,} earlier bench calls in {time.perf_counter() - started:.1f} s")
+    rng, span_s = random.Random(args.seed), args.days * 86400
+    started, done = time.perf_counter(), 0
+    while done < args.calls:
+        with database.atomic():  # one transaction per 100,000 rows
+            for _ in range(50):
+                size = min(CHUNK, args.calls - done)
+                if size <= 0:
+                    break
+                created_at = dt.datetime.now(UTC)
+                rows = [{**synthetic_call(rng, tenants, now, span_s), "created_at": created_at}
+                        for _ in range(size)]
+                LlmCall.insert_many(rows).execute()
+                done += size
+        if sys.stderr.isatty():
+            print(f"\r  seeded {done:,} / {args.calls:,}", end="", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - started
+    print(f"\r{'':40}\r" if sys.stderr.isatty() else "", end="", file=sys.stderr)
+    print(f"seeded {done:,} calls over {args.tenants} tenants / {args.days} days "
+          f"in {elapsed:.1f} s ({done / elapsed:,.0f} rows/s)")
+
+
+class Raw:
+    """The raw driver on the same database, and the placeholder it wants."""
+
+    def __init__(self, url):
+        self.pg = isinstance(database.obj, PostgresqlDatabase)
+        if self.pg:
+            import psycopg
+            parts = urlsplit(url)
+            # Same session settings as the service's connections (work_mem).
+            self.conn = psycopg.connect(urlunsplit(parts._replace(scheme="postgresql")),
+                                        autocommit=True, options=POSTGRES_OPTIONS)
+        else:
+            import sqlite3
+            self.conn = sqlite3.connect(database.obj.database, isolation_level=None)
+            for pragma in ("busy_timeout = 10000", "synchronous = normal"):
+                self.conn.execute("PRAGMA " + pragma)
+
+    def ts(self, moment):
+        """A UTC datetime as the column stores it (naive; text on SQLite)."""
+        naive = moment.astimezone(UTC).replace(tzinfo=None)
+        return naive if self.pg else naive.isoformat(" ")
+
+    def sql(self, text):
+        return text if self.pg else text.replace("%s", "?")
+
+    def query(self, text, params=()):
+        cursor = self.conn.cursor()
+        cursor.execute(self.sql(text), params)
+        return cursor.fetchall()
+
+
+# The hand-written baseline. {where} is the window (and tenant) condition.
+OPERATIONS_SQL = """
+SELECT tenant_id, operation, COUNT(*),
+       SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END),
+       SUM(CASE WHEN status = 'ok' THEN cost_micro_usd ELSE 0 END),
+       SUM(CASE WHEN status = 'ok' THEN input_tokens ELSE 0 END),
+       SUM(CASE WHEN status = 'ok' THEN output_tokens ELSE 0 END)
+FROM llm_call WHERE {where} GROUP BY tenant_id, operation"""
+METRICS_SQL = """
+SELECT tenant_id, COUNT(*),
+       SUM(call_duration_ms), MIN(call_duration_ms), MAX(call_duration_ms),
+       SUM(input_tokens), MIN(input_tokens), MAX(input_tokens),
+       SUM(output_tokens), MIN(output_tokens), MAX(output_tokens)
+FROM llm_call WHERE {where} AND status = 'ok' GROUP BY tenant_id"""
+# p5/p95 per tenant ({group} tenant_id) or over everyone ({group} NULL).
+PG_PERCENTILES_SQL = """
+SELECT {group},
+       percentile_cont(ARRAY[0.05, 0.95]) WITHIN GROUP (ORDER BY call_duration_ms),
+       percentile_cont(ARRAY[0.05, 0.95]) WITHIN GROUP (ORDER BY input_tokens),
+       percentile_cont(ARRAY[0.05, 0.95]) WITHIN GROUP (ORDER BY output_tokens)
+FROM llm_call WHERE {where} AND status = 'ok' {group_by}"""
+# SQLite has no percentile_cont: fetch the values at the two closest zero-based
+# ranks of p5 and p95 ((n - 1) * p / 100 and the next) and interpolate in Python.
+SQLITE_RANKS_SQL = """
+SELECT grp, n, call_duration_ms, r_d, input_tokens, r_i, output_tokens, r_o FROM (
+  SELECT {group} AS grp, call_duration_ms, input_tokens, output_tokens,
+         ROW_NUMBER() OVER ({partition} ORDER BY call_duration_ms) - 1 AS r_d,
+         ROW_NUMBER() OVER ({partition} ORDER BY input_tokens) - 1 AS r_i,
+         ROW_NUMBER() OVER ({partition} ORDER BY output_tokens) - 1 AS r_o,
+         COUNT(*) OVER ({partition}) AS n
+  FROM llm_call WHERE {where} AND status = 'ok')
+WHERE r_d IN {ranks} OR r_i IN {ranks} OR r_o IN {ranks}"""
+RANKS = "((n - 1) * 5 / 100, (n - 1) * 5 / 100 + 1, (n - 1) * 95 / 100, (n - 1) * 95 / 100 + 1)"
+
+
+def interpolate(n, by_rank, pct):
+    low, frac = (n - 1) * pct // 100, ((n - 1) * pct % 100) / 100
+    return by_rank[low] + (by_rank[low + 1] - by_rank[low]) * frac if frac else float(by_rank[low])
+
+
+def baseline_answer(raw, tenant, window):
+    """The same statistics by hand-written SQL; `tenant` None: every tenant and the total."""
+    conditions = [("timestamp >= %s", window[0] and raw.ts(window[0])),
+                  ("timestamp < %s", window[1] and raw.ts(window[1])),
+                  ("tenant_id = %s", tenant)]
+    where = " AND ".join(["1 = 1"] + [sql for sql, value in conditions if value])
+    params = [value for _, value in conditions if value]
+    answer = {"operations": raw.query(OPERATIONS_SQL.format(where=where), params),
+              "metrics": raw.query(METRICS_SQL.format(where=where), params)}
+    for group in ["tenant_id"] + ([] if tenant else ["NULL"]):
+        per_tenant = group == "tenant_id"
+        if raw.pg:
+            answer[group] = raw.query(PG_PERCENTILES_SQL.format(
+                group=group, where=where, group_by="GROUP BY tenant_id" if per_tenant else ""), params)
+            continue
+        rows = raw.query(SQLITE_RANKS_SQL.format(
+            group=group, where=where, ranks=RANKS,
+            partition="PARTITION BY tenant_id" if per_tenant else ""), params)
+        ranks = {}  # {grp: (n, [{rank: value} for each metric])}
+        for grp, n, *pairs in rows:
+            _, by_metric = ranks.setdefault(grp, (n, [{}, {}, {}]))
+            for by_rank, value, rank in zip(by_metric, pairs[0::2], pairs[1::2]):
+                by_rank[rank] = value
+        answer[group] = {grp: [[interpolate(n, by_rank, p) for p in (5, 95)] for by_rank in by_metric]
+                         for grp, (n, by_metric) in ranks.items()}
+    return answer
+
+
+def start_gunicorn(url, log):
+    """gunicorn on a free port, once /healthz answers; returns (process, base URL)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [str(ROOT / ".venv/bin/gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}",
+           "--timeout", "600", "wsgi:app"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "DATABASE_URL": url},
+                            stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).read()
+            return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.2)
+    proc.terminate()
+    log.seek(0)
+    raise SystemExit("gunicorn did not answer /healthz in 30 s:\n" + log.read()[-3000:])
+
+
+def http(base, path, key, body=None):
+    headers = {"X-API-Key": key, "Content-Type": "application/json"}
+    request = urllib.request.Request(base + path, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=900) as response:
+        return response.read()
+
+
+def timed(func, repeats):
+    """Seconds of each of `repeats` calls, after one warm-up call."""
+    func()
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        func()
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def pct(samples, p):
+    return statistics.quantiles(samples, n=100, method="inclusive")[p - 1] if len(samples) > 1 else samples[0]
+
+
+def measure_reads(args, base, raw, keys, now):
+    windows = {"30 days": (now - dt.timedelta(days=30), now), "all history": (None, None)}
+    endpoints = {"/v1/usage": (keys["tenant"], "bench-t000"), "/v1/usage/all": (keys["super"], None)}
+    print(f"\n{'endpoint':<15}{'window':<13}{'service p50':>13}{'service p95':>13}"
+          f"{'baseline p50':>14}{'ratio':>8}")
+    for path, (key, tenant) in endpoints.items():
+        for label, (start, end) in windows.items():
+            query = urlencode({"from": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               "to": end.strftime("%Y-%m-%dT%H:%M:%SZ")}) if start else ""
+            service = timed(lambda: http(base, path + ("?" + query if query else ""), key), args.requests)
+            baseline = timed(lambda: baseline_answer(raw, tenant, (start, end)), args.requests)
+            s50, s95, b50 = pct(service, 50), pct(service, 95), pct(baseline, 50)
+            print(f"{path:<15}{label:<13}{s50 * 1000:>10.1f} ms{s95 * 1000:>10.1f} ms"
+                  f"{b50 * 1000:>11.1f} ms{s50 / b50:>8.2f}")
+
+
+def measure_ingestion(args, base, raw, keys, now):
+    tenants = tenant_ids(args.tenants)
+    rng = random.Random()  # fresh call_ids on every run
+    count = args.ingest_batches * BATCH
+    # One warm-up batch, `count` calls over HTTP, `count` other calls through the raw driver.
+    calls = [synthetic_call(rng, tenants, now, 86400) for _ in range(BATCH + 2 * count)]
+
+    def record(call):
+        rec = {"tenant_id": call["tenant"], "call_id": str(call["call_id"]),
+               **{k: call[k] for k in ("operation", "call_duration_ms", "model",
+                                       "input_tokens", "output_tokens", "status")},
+               "timestamp": call["timestamp"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+               "cost_usd": f"{call['cost_micro_usd'] // 10**6}.{call['cost_micro_usd'] % 10**6:06d}"}
+        if call["error_class"]:
+            rec["error_class"] = call["error_class"]
+        return rec
+
+    bodies = [json.dumps({"calls": [record(c) for c in calls[i:i + BATCH]]}).encode()
+              for i in range(0, BATCH + count, BATCH)]
+    try:
+        http(base, "/v1/usage/calls", keys["super"], bodies[0])
+    except urllib.error.HTTPError as error:
+        if error.code in (404, 405):
+            print("\ningestion: endpoint not available")
+            return
+        raise SystemExit(f"ingestion: POST /v1/usage/calls answered {error.code}: {error.read()[:500]!r}")
+    started, created = time.perf_counter(), 0
+    for body in bodies[1:]:
+        created += json.loads(http(base, "/v1/usage/calls", keys["super"], body))["created"]
+    service_rate = count / (time.perf_counter() - started)
+
+    created_at = raw.ts(dt.datetime.now(UTC))
+    rows = [(c["call_id"] if raw.pg else c["call_id"].hex, c["tenant"], c["operation"],
+             raw.ts(c["timestamp"]), c["call_duration_ms"], c["model"], c["input_tokens"],
+             c["output_tokens"], c["cost_micro_usd"], c["status"], c["error_class"], created_at)
+            for c in calls[BATCH + count:]]
+    insert = raw.sql(
+        "INSERT INTO llm_call (call_id, tenant_id, operation, timestamp, call_duration_ms, model,"
+        " input_tokens, output_tokens, cost_micro_usd, status, error_class, created_at)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+        " ON CONFLICT (tenant_id, call_id) DO NOTHING")
+    started = time.perf_counter()
+    for i in range(0, count, BATCH):
+        cursor = raw.conn.cursor()
+        cursor.execute("BEGIN")
+        cursor.executemany(insert, rows[i:i + BATCH])
+        cursor.execute("COMMIT")
+    raw_rate = count / (time.perf_counter() - started)
+    print(f"\ningestion, {args.ingest_batches} batches of {BATCH} ({created:,} created):"
+          f" service {service_rate:,.0f} calls/s, raw insert {raw_rate:,.0f} rows/s,"
+          f" ratio {raw_rate / service_rate:.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=1_000_000, help="calls to seed (default 1,000,000)")
+    parser.add_argument("--tenants", type=int, default=50, help="tenants bench-t000... (default 50)")
+    parser.add_argument("--days", type=int, default=90, help="days of history ending now (default 90)")
+    parser.add_argument("--seed", type=int, default=42, help="random seed of the synthetic calls")
+    parser.add_argument("--no-seed", action="store_true", help="reuse the calls already stored")
+    parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
+    parser.add_argument("--ingest-batches", type=int, default=20, help="batches of 1000 records to POST")
+    args = parser.parse_args()
+
+    app = create_app()
+    url = app.config["DATABASE_URL"]
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    with app.app_context():
+        migrate.upgrade(database.obj)
+        print(f"database: {url}")
+        seed(args, now)
+        made = {"tenant": accounts.create_key("bench-t000", "bench"),
+                "super": accounts.create_key(SUPER_TENANT, "bench", is_superuser=True)}
+        keys = {role: key_string for role, (_, key_string) in made.items()}
+        total = LlmCall.select().count()
+    database.close()
+    print(f"llm_call holds {total:,} rows")
+    raw = Raw(url)
+    if raw.pg:
+        raw.conn.execute("VACUUM ANALYZE llm_call")  # what autovacuum does after a bulk load
+
+    with tempfile.TemporaryFile("w+") as log:
+        proc, base = start_gunicorn(url, log)
+        try:
+            measure_reads(args, base, raw, keys, now)
+            measure_ingestion(args, base, raw, keys, now)
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            with app.app_context():  # the keys served their purpose
+                for api_key, _ in made.values():
+                    accounts.revoke_key(api_key.key_id)
+
+
+if __name__ == "__main__":
+    main()
