@@ -1,4 +1,5 @@
 """Command line: `flask --app wsgi db|tenants|keys|calls ...`."""
+import functools
 import sys
 
 import click
@@ -20,8 +21,17 @@ def register(app):
         app.cli.add_command(group)
 
 
-def _fail(error):
-    raise click.ClickException(str(error))
+def account_errors(command):
+    """Show an accounts error as the message of a failed command (exit 1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except accounts.AccountError as error:
+            raise click.ClickException(str(error)) from None
+
+    return wrapper
 
 
 @db_cli.command("upgrade")
@@ -36,12 +46,10 @@ def db_upgrade():
 @click.argument("tenant_id")
 @click.option("--name", help="Display name (default: the tenant id).")
 @click.option("--allow-superusers", is_flag=True, help="Permit superuser keys for this tenant.")
+@account_errors
 def tenants_create(tenant_id, name, allow_superusers):
     """Create a tenant."""
-    try:
-        tenant = accounts.create_tenant(tenant_id, name, allow_superusers)
-    except accounts.AccountError as error:
-        _fail(error)
+    tenant = accounts.create_tenant(tenant_id, name, allow_superusers)
     click.echo(f"Created tenant {tenant.tenant_id}"
                + (" (allows superuser keys)" if tenant.allows_superusers else ""))
 
@@ -58,12 +66,10 @@ def tenants_list():
 @click.option("--tenant", "tenant_id", required=True)
 @click.option("--name", required=True)
 @click.option("--superuser", is_flag=True)
+@account_errors
 def keys_create(tenant_id, name, superuser):
     """Create a key; the key itself is printed once, alone on the last line."""
-    try:
-        api_key, key_string = accounts.create_key(tenant_id, name, superuser)
-    except accounts.AccountError as error:
-        _fail(error)
+    api_key, key_string = accounts.create_key(tenant_id, name, superuser)
     kind = "superuser key" if api_key.is_superuser else "key"
     click.echo(f"Created {kind} {api_key.key_id} for tenant {tenant_id}. "
                "Store it now; it is not shown again:")
@@ -72,13 +78,10 @@ def keys_create(tenant_id, name, superuser):
 
 @keys_cli.command("list")
 @click.option("--tenant", "tenant_id")
+@account_errors
 def keys_list(tenant_id):
     """List keys: key_id, tenant, kind, state, name. Never the secret."""
-    try:
-        api_keys = list(accounts.list_keys(tenant_id))
-    except accounts.AccountError as error:
-        _fail(error)
-    for api_key in api_keys:
+    for api_key in list(accounts.list_keys(tenant_id)):
         kind = "superuser" if api_key.is_superuser else "tenant"
         state = f"revoked {api_key.revoked_at.isoformat()}" if api_key.revoked_at else "active"
         click.echo(f"{api_key.key_id}\t{api_key.tenant_id}\t{kind}\t{state}\t{api_key.name}")
@@ -86,12 +89,10 @@ def keys_list(tenant_id):
 
 @keys_cli.command("revoke")
 @click.argument("key_id")
+@account_errors
 def keys_revoke(key_id):
     """Revoke a key; it stops working at once."""
-    try:
-        api_key = accounts.revoke_key(key_id)
-    except accounts.AccountError as error:
-        _fail(error)
+    api_key = accounts.revoke_key(key_id)
     click.echo(f"Revoked key {api_key.key_id} at {api_key.revoked_at.isoformat()}")
 
 
