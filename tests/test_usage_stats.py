@@ -217,3 +217,15 @@ def test_all_usage_runs_a_fixed_number_of_statements(app, client, keys):
     assert counts[0] == counts[1]
     # One key lookup and four statistics statements.
     assert counts[1] == 5
+
+
+def test_percentiles_are_exact_where_float_interpolation_is_not(client, keys, app):
+    keys.tenant("acme")
+    key = keys.key("acme")
+    # n = 10: p95 sits at rank 9 * 0.95 = 8.55, which binary floating point
+    # computes as 8.549999...; the answer is exactly 800 + 0.55 * 100 = 855.
+    store(app, [record("acme", FROM, duration=100 * i, input_tokens=3 * i + 1) for i in range(10)])
+    _, body = get(client, "/v1/usage", key)
+    assert body["call_duration"]["p5"] == Decimal("45") and body["call_duration"]["p95"] == Decimal("855")
+    # input tokens 1, 4, ..., 28: p5 = 1 + 0.45 * 3 = 2.35, p95 = 25 + 0.55 * 3 = 26.65
+    assert body["input_tokens"]["p5"] == Decimal("2.35") and body["input_tokens"]["p95"] == Decimal("26.65")
