@@ -129,14 +129,11 @@ def ingest_batch(records, api_key, repository):
                 errors[index] = {"tenant_id": [f"Unknown tenant {record['tenant_id']!r}."]}
         if errors:
             raise BatchRejected(errors)
-        tenant_of = lambda record: record["tenant_id"]  # noqa: E731
-    else:
-        own = api_key.tenant_id
-        if any(record.get("tenant_id", own) != own for record in records):
-            raise CrossTenantWrite(f"This key writes only for tenant {own!r}.")
-        tenant_of = lambda record: own  # noqa: E731
+    elif any(r.get("tenant_id", api_key.tenant_id) != api_key.tenant_id for r in records):
+        raise CrossTenantWrite(f"This key writes only for tenant {api_key.tenant_id!r}.")
+    # Past the checks, a record's tenant is the one it names, else the key's.
     # A fixed order makes concurrent batches with overlapping call_ids take
     # row locks in the same order (PostgreSQL), so they cannot deadlock.
-    rows = sorted((to_row(r, tenant_of(r)) for r in records),
+    rows = sorted((to_row(r, r.get("tenant_id", api_key.tenant_id)) for r in records),
                   key=lambda row: (row["tenant"], str(row["call_id"])))
     return repository.add_calls(rows)
