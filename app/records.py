@@ -13,18 +13,63 @@ from .accounts import TENANT_ID_PATTERN
 from .models import usd_to_micros
 
 MAX_INT = 2**31 - 1
+OPERATION_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 # Bounds money so sums of millions of records fit a 64-bit integer of micro-dollars.
 MAX_COST_USD = Decimal(1_000_000)
 
 
+# Python refuses to turn longer digit strings into an int (sys.int_info).
+INT_DIGITS_LIMIT = 4300
+
+
+class InvalidJSON(ValueError):
+    """Text that is not JSON the service can read; `str()` says why, without positions
+    that could contradict the caller's own line numbers."""
+
+
+def _parse_int(digits):
+    # Past Python's limit an integer stays a Decimal, which integer fields then
+    # refuse by name ("input_tokens: ...") instead of failing the whole body.
+    return int(digits) if len(digits) <= INT_DIGITS_LIMIT else Decimal(digits)
+
+
 def parse_json(text):
-    """JSON with every non-integer number read as an exact Decimal."""
-    return json.loads(text, parse_float=Decimal)
+    """JSON with every non-integer number read as an exact Decimal.
+
+    Raises InvalidJSON for malformed or absurdly nested text (Python's parser
+    recurses once per level of nesting).
+    """
+    try:
+        return json.loads(text, parse_float=Decimal, parse_int=_parse_int)
+    except RecursionError:
+        raise InvalidJSON("nested too deeply") from None
+    except json.JSONDecodeError as error:
+        raise InvalidJSON(f"{error.msg} at column {error.colno}") from None
+    except UnicodeDecodeError as error:
+        raise InvalidJSON(f"not UTF-8 ({error.reason})") from None
 
 
 def at_most_six_places(value):
-    if value.normalize().as_tuple().exponent < -6:
+    """Refuse a seventh decimal place; trailing zeros do not count ("0.30000000").
+
+    Reads the digits directly: Decimal arithmetic (normalize, quantize) would
+    overflow or round on exponents such as 1e-999999999.
+    """
+    _, digits, exponent = value.as_tuple()
+    significant = "".join(map(str, digits)).rstrip("0")
+    if significant and exponent + (len(digits) - len(significant)) < -6:
         raise ValidationError("At most 6 decimal places are allowed (values are never rounded).")
+
+
+class WholeMatch(validate.Regexp):
+    """`validate.Regexp` on the whole string: `re.match` with `$` would let a
+    trailing newline through ("analyze\n"). The pattern keeps its `^...$`
+    form for the OpenAPI document, where `$` means the end."""
+
+    def __call__(self, value):
+        if not isinstance(value, str) or self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class Text(fields.String):
@@ -43,6 +88,13 @@ class Text(fields.String):
 
 class UtcDateTime(fields.AwareDateTime):
     """An ISO 8601 datetime with an explicit offset, returned in UTC."""
+
+    default_error_messages = {
+        "invalid": "Not a valid datetime: use ISO 8601 with a timezone, e.g. 2026-11-01T00:00:00Z "
+                   "or 2026-11-01T00:00:00+02:00.",
+        "invalid_awareness": "This datetime needs a timezone: Z or +02:00 "
+                             "(e.g. 2026-11-01T00:00:00Z).",
+    }
 
     def __init__(self, **kwargs):
         super().__init__(format="iso", **kwargs)
@@ -64,6 +116,8 @@ class StrictInteger(fields.Integer):
     def _validated(self, value):
         if isinstance(value, bool):
             raise self.make_error("invalid")
+        if isinstance(value, Decimal) and value == value.to_integral_value():
+            raise ValidationError("Out of range (a huge integer).")
         return super()._validated(value)
 
 
@@ -72,13 +126,13 @@ class CallRecordSchema(Schema):
         unknown = RAISE
 
     tenant_id = fields.String(
-        validate=validate.Regexp(TENANT_ID_PATTERN),
+        validate=WholeMatch(TENANT_ID_PATTERN),
         metadata={"description": "Tenant slug. Optional with a tenant key (defaults to the key's tenant)."},
     )
     call_id = fields.UUID(required=True, metadata={"description": "Unique per tenant; a repeat is a duplicate."})
     operation = fields.String(
         required=True,
-        validate=validate.Regexp(r"^[a-z][a-z0-9_]{0,63}$"),
+        validate=WholeMatch(OPERATION_PATTERN),
         metadata={"example": "summarize"},
     )
     timestamp = UtcDateTime(

@@ -8,7 +8,7 @@ from marshmallow import Schema, fields, validate
 
 from .. import accounts
 from ..auth import require_api_key, require_superuser
-from ..records import Text
+from ..records import Text, WholeMatch
 from .blueprint import Blueprint, json_error
 
 blp = Blueprint("administration", __name__, url_prefix="/v1",
@@ -30,7 +30,7 @@ def account_error(error):
 
 class TenantSchema(Schema):
     tenant_id = fields.String(
-        required=True, validate=validate.Regexp(accounts.TENANT_ID_PATTERN),
+        required=True, validate=WholeMatch(accounts.TENANT_ID_PATTERN),
         metadata={"description": "Slug: 1-64 of a-z, 0-9, '_', '-', starting with a letter or digit.",
                   "example": "acme"})
     name = Text(validate=validate.Length(1, 255), load_default=None,
@@ -82,7 +82,7 @@ KEY_PATH = {"in": "path", "name": "key_id", "description": "The key's public id 
 @require_superuser
 @blp.arguments(TenantSchema)
 @blp.response(201, TenantSchema)
-@blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
+@blp.errors(400, 401, 413, 415, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
             e422="Invalid tenant_id, name or flag.")
 def create_tenant(tenant):
     return accounts.create_tenant(tenant["tenant_id"], tenant["name"], tenant["allows_superusers"])
@@ -117,7 +117,7 @@ def get_tenant(tenant_id):
 @require_superuser
 @blp.arguments(KeySchema)
 @blp.response(201, NewKeySchema)
-@blp.errors(400, 401, 413, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
+@blp.errors(400, 401, 413, 415, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
             e422="Invalid body, or the tenant does not allow superuser keys.")
 def create_key(new_key, tenant_id):
     api_key, key_string = accounts.create_key(tenant_id, new_key["name"], new_key["is_superuser"])

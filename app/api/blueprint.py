@@ -1,20 +1,27 @@
 """The Blueprint every route module uses: flask-smorest's, plus
 
 - request bodies parsed with exact decimals (`0.1` stays 0.1, a seventh
-  decimal place is seen rather than rounded away);
+  decimal place is seen rather than rounded away), read up to
+  MAX_CONTENT_LENGTH even when chunked (413 past it), and refused with 415
+  unless they are sent as JSON;
+- unknown query parameters refused (422 naming them): `?start=` must not
+  silently mean "all history";
 - `errors(...)`: documents the JSON error responses a route can return, with
   one standard description per status;
 - the `X-Pagination` header documented as what it is, a JSON-encoded object;
 - URL converters for tenant and key ids, documented with their patterns.
 """
 from flask_smorest import Blueprint as SmorestBlueprint
+from flask_smorest import abort
+from marshmallow import RAISE
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import BaseConverter
 
 from .. import accounts, keys
-from ..records import parse_json
+from ..records import InvalidJSON, parse_json
 
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON.",
@@ -23,6 +30,7 @@ ERROR_DESCRIPTIONS = {
     404: "Not found.",
     409: "Conflicts with what exists.",
     413: "The body exceeds the size limit (MAX_CONTENT_LENGTH).",
+    415: "The body is not sent as `Content-Type: application/json`.",
     422: "Invalid input; `errors` names each bad parameter or field.",
     503: "The database does not answer; retry later.",
 }
@@ -33,15 +41,49 @@ def json_error(code, message):
     return {"code": code, "status": HTTP_STATUS_CODES[code], "message": message}, code
 
 
+def too_large_message(limit):
+    return f"The body exceeds the limit of {limit:,} bytes (MAX_CONTENT_LENGTH)."
+
+
+def read_body(req):
+    """The request body, at most MAX_CONTENT_LENGTH bytes, else 413.
+
+    gunicorn marks chunked bodies as terminated, and Werkzeug then hands the
+    stream over without a length: `get_data()` would quietly stop at the
+    limit and parse a truncated body. Reading one byte past it tells.
+    """
+    limit = req.max_content_length
+    if limit is None:
+        return req.get_data(cache=True)
+    chunks, size = [], 0
+    while size <= limit:
+        chunk = req.stream.read(min(64 * 1024, limit + 1 - size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        size += len(chunk)
+    raise RequestEntityTooLarge(too_large_message(limit))
+
+
 class ExactJSONParser(FlaskParser):
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+                                   "query": RAISE, "querystring": RAISE}
+
     def _raw_load_json(self, req):
         if not is_json_request(req):
+            if req.mimetype or req.content_length:
+                abort(415, message=f"Send the body as JSON with 'Content-Type: application/json' "
+                                   f"(got {req.mimetype or 'no content type'!r}).")
             return core.missing
-        return parse_json(req.get_data(cache=True))
+        try:
+            return parse_json(read_body(req))
+        except InvalidJSON as error:
+            abort(400, message=f"The body is not valid JSON: {error}.")
 
 
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = ExactJSONParser()
+    PAGINATION_ARGUMENTS_PARSER = ExactJSONParser()
 
     def errors(self, *codes, **descriptions):
         """Document error responses: `@blp.errors(401, 403, e404="Unknown tenant.")`."""

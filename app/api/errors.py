@@ -1,0 +1,29 @@
+"""Application-wide HTTP errors with a message that says what to do.
+
+flask-smorest already turns every HTTP error into its JSON shape; these add
+the message where Werkzeug raises the error without one.
+"""
+from flask import current_app, request
+from werkzeug.exceptions import NotFound, RequestEntityTooLarge
+
+from .blueprint import json_error, too_large_message
+
+
+def not_found(error):
+    message = (getattr(error, "data", None) or {}).get("message")
+    if message is None:  # no route matched: a typo, or an id of the wrong shape
+        if request.path.startswith("/v1/keys/"):
+            message = ("Unknown key id: a key id is the 16 hex digits after 'usk_' in the key "
+                       "(as `keys list` and /v1/me show it).")
+        else:
+            message = f"Nothing at {request.path}; the routes are listed at /docs."
+    return json_error(404, message)
+
+
+def too_large(error):
+    return json_error(413, too_large_message(current_app.config["MAX_CONTENT_LENGTH"]))
+
+
+def register_error_handlers(app):
+    app.register_error_handler(NotFound, not_found)
+    app.register_error_handler(RequestEntityTooLarge, too_large)
