@@ -45,7 +45,7 @@ class SuperuserNotAllowed(AccountError, ValueError):
 
 
 def create_tenant(tenant_id, name=None, allows_superusers=False):
-    if not re.match(TENANT_ID_PATTERN, tenant_id or ""):
+    if not re.fullmatch(TENANT_ID_PATTERN, tenant_id or ""):
         raise InvalidTenantId(
             f"Invalid tenant_id {tenant_id!r}: use 1-64 characters of a-z, 0-9, '_' "
             "and '-', starting with a letter or digit."
@@ -85,8 +85,9 @@ def create_key(tenant_id, name, is_superuser=False):
         tenant = get_tenant(tenant_id)
         if is_superuser and not tenant.allows_superusers:
             raise SuperuserNotAllowed(
-                f"Tenant {tenant_id!r} does not allow superuser keys "
-                "(create the tenant with allows_superusers to permit them)."
+                f"Tenant {tenant_id!r} does not allow superuser keys: only a tenant created "
+                "with `allows_superusers: true` (CLI: `tenants create --allow-superusers`) may "
+                "hold them."
             )
         key_id, secret, key_string = keys.new_key()
         api_key = ApiKey.create(
@@ -107,15 +108,19 @@ def list_keys(tenant_id=None):
 
 
 def revoke_key(key_id):
-    """Revoke a key (idempotent: a revoked key keeps its first revocation time)."""
+    """Revoke a key; return (api_key, whether it was revoked before).
+
+    Idempotent: a revoked key keeps its first revocation time.
+    """
     with database.atomic():
         api_key = ApiKey.get_or_none(ApiKey.key_id == key_id)
         if api_key is None:
             raise UnknownKey(f"Unknown key {key_id!r}.")
-        if api_key.revoked_at is None:
+        already_revoked = api_key.revoked_at is not None
+        if not already_revoked:
             api_key.revoked_at = utcnow()
             api_key.save(only=[ApiKey.revoked_at])
-    return api_key
+    return api_key, already_revoked
 
 
 def authenticate(key_string):

@@ -1,19 +1,65 @@
-"""Command line: `flask --app wsgi db|tenants|keys|calls ...`."""
+"""Command line: `flask --app wsgi db|tenants|keys|calls ...`.
+
+Every failure a user can cause or meet (an invalid argument, a database that
+cannot be opened, a schema never migrated) ends the command with one line
+saying what is wrong and exit status 1, never a traceback.
+"""
 import functools
 import sys
+from urllib.parse import urlsplit
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
+from peewee import DatabaseError, InterfaceError
 
 from . import accounts, ingest
 from .db import database
-from .migrate import upgrade
+from .migrate import SchemaNotCurrent, require_current, upgrade
+
+
+def describe_database_error(error, url):
+    """One line: which database (password hidden) and the driver's last word on it."""
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(error).__name__
+    hint = ""
+    if "does not exist" in reason and parts.scheme.startswith("postgres"):
+        hint = f" Create it first: createdb {parts.path.lstrip('/')} (or psql -c 'CREATE DATABASE …')."
+    elif "unable to open database file" in reason:
+        hint = " Does its folder exist?"
+    return f"Cannot open the database {parts.geturl()}: {reason}.{hint}"
+
+
+def cli_errors(command):
+    """Turn account and database errors into a one-line failure (exit 1)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (accounts.AccountError, SchemaNotCurrent) as error:
+            raise click.ClickException(str(error)) from None
+        except (DatabaseError, InterfaceError) as error:
+            message = describe_database_error(error, current_app.config["DATABASE_URL"])
+            raise click.ClickException(message) from None
+
+    return wrapper
+
+
+@with_appcontext
+@cli_errors
+def require_schema():
+    """Group callback: commands that read or write data need the current schema."""
+    require_current(database.obj)
+
 
 db_cli = AppGroup("db", help="Database schema.")
-tenants_cli = AppGroup("tenants", help="Tenants.")
-keys_cli = AppGroup("keys", help="API keys.")
-calls_cli = AppGroup("calls", help="LLM call records.")
+tenants_cli = AppGroup("tenants", help="Tenants.", callback=require_schema)
+keys_cli = AppGroup("keys", help="API keys.", callback=require_schema)
+calls_cli = AppGroup("calls", help="LLM call records.", callback=require_schema)
 
 
 def register(app):
@@ -21,20 +67,8 @@ def register(app):
         app.cli.add_command(group)
 
 
-def account_errors(command):
-    """Show an accounts error as the message of a failed command (exit 1)."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except accounts.AccountError as error:
-            raise click.ClickException(str(error)) from None
-
-    return wrapper
-
-
 @db_cli.command("upgrade")
+@cli_errors
 def db_upgrade():
     """Apply pending migrations (safe to run again)."""
     applied = upgrade(database.obj)
@@ -46,7 +80,7 @@ def db_upgrade():
 @click.argument("tenant_id")
 @click.option("--name", help="Display name (default: the tenant id).")
 @click.option("--allow-superusers", is_flag=True, help="Permit superuser keys for this tenant.")
-@account_errors
+@cli_errors
 def tenants_create(tenant_id, name, allow_superusers):
     """Create a tenant."""
     tenant = accounts.create_tenant(tenant_id, name, allow_superusers)
@@ -55,6 +89,7 @@ def tenants_create(tenant_id, name, allow_superusers):
 
 
 @tenants_cli.command("list")
+@cli_errors
 def tenants_list():
     """List tenants: id, superusers allowed, name."""
     for tenant in accounts.list_tenants():
@@ -63,10 +98,11 @@ def tenants_list():
 
 
 @keys_cli.command("create")
-@click.option("--tenant", "tenant_id", required=True)
-@click.option("--name", required=True)
-@click.option("--superuser", is_flag=True)
-@account_errors
+@click.option("--tenant", "tenant_id", required=True, help="The tenant the key belongs to.")
+@click.option("--name", required=True, help="What the key is for, e.g. dashboard.")
+@click.option("--superuser", is_flag=True,
+              help="A superuser key (every tenant, administration); the tenant must allow them.")
+@cli_errors
 def keys_create(tenant_id, name, superuser):
     """Create a key; the key itself is printed once, alone on the last line."""
     api_key, key_string = accounts.create_key(tenant_id, name, superuser)
@@ -77,8 +113,8 @@ def keys_create(tenant_id, name, superuser):
 
 
 @keys_cli.command("list")
-@click.option("--tenant", "tenant_id")
-@account_errors
+@click.option("--tenant", "tenant_id", help="Only this tenant's keys (default: every tenant).")
+@cli_errors
 def keys_list(tenant_id):
     """List keys: key_id, tenant, kind, state, name. Never the secret."""
     for api_key in list(accounts.list_keys(tenant_id)):
@@ -89,15 +125,19 @@ def keys_list(tenant_id):
 
 @keys_cli.command("revoke")
 @click.argument("key_id")
-@account_errors
+@cli_errors
 def keys_revoke(key_id):
-    """Revoke a key; it stops working at once."""
-    api_key = accounts.revoke_key(key_id)
-    click.echo(f"Revoked key {api_key.key_id} at {api_key.revoked_at.isoformat()}")
+    """Revoke the key KEY_ID (as `keys list` shows it); it stops working at once."""
+    api_key, already_revoked = accounts.revoke_key(key_id)
+    if already_revoked:
+        click.echo(f"Key {api_key.key_id} was already revoked at {api_key.revoked_at.isoformat()}")
+    else:
+        click.echo(f"Revoked key {api_key.key_id} at {api_key.revoked_at.isoformat()}")
 
 
 @calls_cli.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
+@cli_errors
 def calls_import(file):
     """Import call records from a JSON Lines FILE ('-' for stdin), all or nothing."""
     repository = current_app.extensions["usage_repository"]

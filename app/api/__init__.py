@@ -1,11 +1,13 @@
 """HTTP routes, one module per group; each registers its flask-smorest Blueprint."""
-from . import admin, health, ingestion, usage
+from . import admin, health, index, ingestion, usage
 from .blueprint import register_converters
+from .errors import register_error_handlers
 
-BLUEPRINTS = (usage.blp, ingestion.blp, admin.blp, health.blp)
+BLUEPRINTS = (usage.blp, ingestion.blp, admin.blp, health.blp, index.blp)
 
 
 def register(app, api):
     register_converters(app, api)
+    register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         api.register_blueprint(blueprint)

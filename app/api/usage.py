@@ -1,4 +1,6 @@
 """Usage statistics: GET /v1/usage and GET /v1/usage/all."""
+import re
+
 from flask import current_app, g
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
@@ -11,18 +13,31 @@ blp = Blueprint("usage", __name__, url_prefix="/v1/usage",
                 description="Usage statistics of LLM calls, per tenant and for everyone.")
 
 WINDOW_RULE = (
-    "ISO 8601 with an explicit timezone (`Z` or `+hh:mm`); naive values are refused. "
+    "ISO 8601 with an explicit timezone (`Z` or `+hh:mm`; an unescaped `+` that arrives as a "
+    "space is read as `+`); naive values are refused. "
     "The window is half-open: `from` inclusive, `to` exclusive; `to` must be after `from`. "
     "Leave a bound out for an open window."
 )
 
 
+class QueryDateTime(UtcDateTime):
+    """A window bound in a query string. An offset pasted into a URL unescaped
+    (`…T00:00:00+02:00`) arrives with its `+` decoded to a space; read it back."""
+
+    SPACED_OFFSET = re.compile(r"(T[0-9:.]+) ([0-9]{2}:?[0-9]{2})$")
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = self.SPACED_OFFSET.sub(r"\1+\2", value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class WindowArgs(Schema):
-    from_ = UtcDateTime(
+    from_ = QueryDateTime(
         data_key="from", load_default=None,
         metadata={"description": "Inclusive lower bound. " + WINDOW_RULE, "example": "2026-11-01T00:00:00Z"},
     )
-    to = UtcDateTime(
+    to = QueryDateTime(
         load_default=None,
         metadata={"description": "Exclusive upper bound. " + WINDOW_RULE, "example": "2026-12-01T00:00:00Z"},
     )
