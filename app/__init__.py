@@ -2,6 +2,7 @@
 import os
 
 from flask import Flask, current_app, send_from_directory
+from flask_cors import CORS
 from flask_smorest import Api
 from peewee import InterfaceError, OperationalError
 from swagger_ui_bundle import swagger_ui_path
@@ -10,7 +11,7 @@ from . import api as routes
 from . import cli
 from .api.blueprint import json_error
 from .auth import SECURITY, SECURITY_SCHEMES
-from .db import database, open_database
+from .db import ConfigurationError, Limits, database, open_database
 from .jsonio import ExactJSONProvider
 from .repository import PeeweeUsageRepository
 
@@ -31,12 +32,34 @@ def create_app(config=None):
 
     DATABASE_URL      playhouse.db_url syntax; default: SQLite file in the instance folder.
     MAX_CONTENT_LENGTH  request body limit in bytes (default 8 MiB; more gets 413).
+    CORS_ORIGINS      comma-separated origins whose browser pages may call /v1
+                      (default none: no CORS headers at all).
+
+    Time limits, in seconds (fractions allowed). A request that hits one gets
+    503 JSON instead of a worker hung until gunicorn kills it (`make run` gives
+    gunicorn 120 s, so the defaults stay well under that):
+    DB_CONNECT_TIMEOUT     2   opening a PostgreSQL connection (psycopg rounds up
+                               to whole seconds, at least 2).
+    DB_STATEMENT_TIMEOUT   10  each PostgreSQL statement: writes, key checks,
+                               everything but statistics (server-side
+                               statement_timeout, and a client-side deadline 1 s
+                               later for a server too stuck to cancel).
+    DB_STATISTICS_TIMEOUT  30  all statements of one statistics request together
+                               (/v1/usage, /v1/usage/all), on PostgreSQL and
+                               SQLite: percentiles sort the whole window.
+    READYZ_TIMEOUT         2   /readyz answers 503 when the database has not
+                               answered `SELECT 1` by then, whatever it is doing.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
         DATABASE_URL=os.environ.get("DATABASE_URL")
         or "sqlite:///" + os.path.join(app.instance_path, "usage.db"),
         MAX_CONTENT_LENGTH=int(os.environ.get("MAX_CONTENT_LENGTH", 8 * 1024 * 1024)),
+        CORS_ORIGINS=os.environ.get("CORS_ORIGINS", ""),
+        DB_CONNECT_TIMEOUT=_seconds("DB_CONNECT_TIMEOUT", Limits().connect),
+        DB_STATEMENT_TIMEOUT=_seconds("DB_STATEMENT_TIMEOUT", Limits().statement),
+        DB_STATISTICS_TIMEOUT=_seconds("DB_STATISTICS_TIMEOUT", Limits().statistics),
+        READYZ_TIMEOUT=_seconds("READYZ_TIMEOUT", 2),
         API_TITLE="Usage service",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -54,7 +77,10 @@ def create_app(config=None):
         app.config.update(config)
     os.makedirs(app.instance_path, exist_ok=True)
 
-    database.initialize(open_database(app.config["DATABASE_URL"]))
+    limits = Limits(connect=float(app.config["DB_CONNECT_TIMEOUT"]),
+                    statement=float(app.config["DB_STATEMENT_TIMEOUT"]),
+                    statistics=float(app.config["DB_STATISTICS_TIMEOUT"]))
+    database.initialize(open_database(app.config["DATABASE_URL"], limits))
     app.teardown_appcontext(_close_database)
     app.extensions["usage_repository"] = PeeweeUsageRepository()
     app.json = ExactJSONProvider(app)
@@ -65,14 +91,42 @@ def create_app(config=None):
                      _swagger_asset)
     api = Api(app)
     routes.register(app, api)
+    _allow_cross_origin(app)
     app.register_error_handler(OperationalError, _database_unavailable)
     app.register_error_handler(InterfaceError, _database_unavailable)
     cli.register(app)
     return app
 
 
+def _allow_cross_origin(app):
+    """CORS for /v1 from the CORS_ORIGINS only: a browser dashboard on another
+    origin may send the API-key headers and read ETag, pagination and the CSV
+    file name. Credentials (cookies) are never involved: keys travel in headers."""
+    origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
+    if origins:
+        CORS(app, resources={r"/v1/*": {"origins": origins}},
+             allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
+             expose_headers=["ETag", "X-Pagination", "Content-Disposition"],
+             max_age=600)
+
+
+def _seconds(variable, default):
+    """A positive number of seconds from the environment variable, else `default`."""
+    text = os.environ.get(variable)
+    if not text:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds < float("inf"):
+        raise ConfigurationError(f"{variable} must be a positive number of seconds, not {text!r}")
+    return seconds
+
+
 def _database_unavailable(error):
-    """A database that refuses connections (or stays locked) is a 503, not a 500."""
+    """A database that refuses connections, stays locked, or does not answer
+    within its time limit (see create_app) is a 503, not a 500."""
     current_app.logger.warning("database unavailable: %s", error)
     return json_error(503, "The database does not answer; retry later.")
 

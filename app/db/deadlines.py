@@ -1,0 +1,249 @@
+"""Time limits on every database wait, so that a database that stops
+answering costs a request a bounded wait and a 503, never a hung worker.
+
+Connecting has a timeout (psycopg's connect_timeout); PostgreSQL cancels a
+statement that runs too long (`statement_timeout`); for a server that cannot
+even do that (stopped, or its host gone) a watchdog thread cuts the
+connection when the client-side deadline passes. `statistics_transaction`
+gives a repository method a longer limit of its own, on both engines.
+"""
+import functools
+import logging
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+
+import psycopg
+from peewee import PostgresqlDatabase, SqliteDatabase
+
+from .handle import Limits, database
+
+logger = logging.getLogger(__name__)
+
+# The client gives PostgreSQL this long beyond a limit before it cuts the
+# connection: a live server cancels first, with a clean error and a
+# connection the pool can hand out again.
+CLIENT_GRACE = 1.0
+
+
+def milliseconds(seconds):
+    return max(1, round(seconds * 1000))
+
+
+_transaction_limit = threading.local()  # .ends: monotonic time a statistics transaction must end by
+
+
+def statistics_transaction(method):
+    """Decorator for repository methods that compute statistics: their
+    statements run in one transaction (one consistent snapshot) that may take
+    DB_STATISTICS_TIMEOUT in all, instead of DB_STATEMENT_TIMEOUT per statement."""
+
+    @functools.wraps(method)
+    def limited(*args, **kwargs):
+        with limited_transaction(database.limits.statistics):
+            return method(*args, **kwargs)
+
+    return limited
+
+
+@contextmanager
+def limited_transaction(seconds):
+    """Run the enclosed statements in one snapshot transaction that ends within `seconds`.
+
+    PostgreSQL: REPEATABLE READ, `statement_timeout` set to `seconds` for this
+    transaction only (SET LOCAL), and the client-side deadline moved to the
+    end of the transaction. SQLite (WAL: one snapshot per read transaction):
+    a progress handler interrupts the statement running when time is up.
+    Either way the caller sees OperationalError, which the app answers with 503.
+
+    Nested in another limited transaction it adds nothing: the outer one's
+    limit holds. Inside any other transaction it refuses, because SET LOCAL
+    would outlive it and change the caller's limit.
+    """
+    if getattr(_transaction_limit, "ends", None) is not None:
+        yield
+        return
+    db = database.obj
+    if db.in_transaction():
+        raise RuntimeError("limited_transaction() starts its own transaction; "
+                           "call it outside database.atomic()")
+    ends = time.monotonic() + seconds
+    postgres = isinstance(db, PostgresqlDatabase)
+    with db.atomic(**({"isolation_level": "REPEATABLE READ"} if postgres else {})):
+        _transaction_limit.ends = ends
+        try:
+            if postgres:
+                db.set_local("statement_timeout", milliseconds(seconds))
+                yield
+            elif isinstance(db, SqliteDatabase):
+                with _sqlite_interrupted_at(db.connection(), ends):
+                    yield
+            else:
+                yield
+        finally:
+            _transaction_limit.ends = None
+
+
+@contextmanager
+def _sqlite_interrupted_at(conn, ends):
+    """sqlite3 calls the handler every 1000 VM instructions; True interrupts the statement."""
+    conn.set_progress_handler(lambda: time.monotonic() > ends, 1000)
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(None, 0)
+
+
+class _StatementDeadlines:
+    """Mixed into playhouse's pooled PostgreSQL database: every round trip
+    (statements, BEGIN, COMMIT, ROLLBACK, and the pool's own check-out ping and
+    check-in rollback) is watched by WATCHDOG, which cuts the connection if no
+    answer came by the deadline. The waiting thread then gets OperationalError,
+    and the pool closes the broken connection instead of handing it out again.
+
+    Deadlines: a statement gets DB_STATEMENT_TIMEOUT, a statement in a
+    statistics transaction the end of that transaction; the pool's checks,
+    which are a single quick round trip, get DB_CONNECT_TIMEOUT; each plus
+    CLIENT_GRACE. Connecting is bounded by psycopg's connect_timeout.
+    """
+
+    def __init__(self, database, limits=Limits(), **kwargs):
+        self.limits = limits
+        super().__init__(database, **kwargs)
+
+    def execute_sql(self, sql, params=None):
+        with self._statement_deadline():
+            return super().execute_sql(sql, params)
+
+    def begin(self, *args, **kwargs):
+        with self._statement_deadline():
+            super().begin(*args, **kwargs)
+
+    def commit(self):
+        with self._statement_deadline(connect=False):
+            super().commit()
+
+    def rollback(self):
+        with self._statement_deadline(connect=False):
+            super().rollback()
+
+    def set_local(self, name, value):
+        """SET LOCAL `name` for the current transaction. Like BEGIN, session
+        plumbing rather than a query: not logged, not counted as a statement."""
+        with self._statement_deadline():
+            self.cursor().execute("SELECT set_config(%s, %s, true)", (name, str(value)))
+
+    def _is_closed(self, conn):
+        with WATCHDOG.deadline(self._check_deadline(), conn):
+            closed = super()._is_closed(conn)
+        if closed:
+            self._close_raw(conn)  # playhouse drops it from the pool without closing it
+        return closed
+
+    def _can_reuse(self, conn):
+        with WATCHDOG.deadline(self._check_deadline(), conn):
+            return super()._can_reuse(conn)
+
+    def _check_deadline(self):
+        return time.monotonic() + self.limits.connect + CLIENT_GRACE
+
+    @contextmanager
+    def _statement_deadline(self, connect=True):
+        if self.is_closed():
+            if not (connect and self.autoconnect):
+                yield  # nothing to wait on: Peewee raises its "not open" error
+                return
+            self.connect()  # bounded by connect_timeout and the check-out deadline
+        ends = getattr(_transaction_limit, "ends", None)
+        if ends is None:
+            ends = time.monotonic() + self.limits.statement
+        with WATCHDOG.deadline(ends + CLIENT_GRACE, self._state.conn):
+            yield
+
+
+@functools.cache
+def with_deadlines(pooled_class):
+    """The pooled class playhouse.db_url picks for the scheme, with deadlines."""
+    return type(pooled_class.__name__ + "WithDeadlines", (_StatementDeadlines, pooled_class), {})
+
+
+class Watchdog:
+    """Cuts the connection of a round trip still waiting at its deadline.
+
+    Why: a PostgreSQL that is stopped (SIGSTOP, a hung VM, a frozen disk)
+    never runs its statement_timeout, and its kernel still ACKs TCP, so
+    keepalives and tcp_user_timeout see nothing wrong: psycopg would wait for
+    ever, until gunicorn kills the worker and the client gets no response.
+
+    How: one daemon thread per process keeps the armed deadlines; at a
+    deadline it shuts the connection's socket down (through a duplicate file
+    descriptor, so psycopg still owns and closes the original). libpq then
+    sees end-of-file and psycopg raises OperationalError in the waiting thread.
+    Disarming takes the same lock as firing, so a round trip that ended in time
+    is never cut afterwards.
+
+    Why not SIGALRM: a signal reaches only the main thread, while requests also
+    run in other threads (Flask's test client and dev server, threaded gunicorn
+    workers, the readiness probe), and one alarm per process cannot serve
+    several deadlines. A thread works from anywhere and costs two lock
+    acquisitions per round trip.
+    """
+
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._armed = {}  # token -> (deadline, psycopg connection)
+        self._wakes_at = None  # the deadline the thread sleeps until; None: nothing armed
+        self._thread = None
+
+    @contextmanager
+    def deadline(self, ends, conn):
+        """Cut `conn` if the enclosed block is still running at monotonic time `ends`."""
+        token = object()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
+                self._thread.start()
+            self._armed[token] = (ends, conn)
+            if self._wakes_at is None or ends < self._wakes_at:
+                self._lock.notify()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._armed.pop(token, None)
+
+    def _run(self):
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for token, (ends, conn) in list(self._armed.items()):
+                    if ends <= now:
+                        del self._armed[token]
+                        _cut(conn)
+                self._wakes_at = min((ends for ends, _ in self._armed.values()), default=None)
+                self._lock.wait(None if self._wakes_at is None else self._wakes_at - now)
+
+
+def _cut(conn):
+    """Shut the connection's socket down so that the thread waiting on it fails now."""
+    logger.warning("database: no answer by the deadline; cutting the connection")
+    try:
+        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+    except (OSError, psycopg.Error):
+        pass  # already closed: the waiting thread has its error
+
+
+WATCHDOG = Watchdog()
+
+
+def _new_watchdog_after_fork():
+    """A forked child (a gunicorn worker) has none of the parent's threads, and
+    the lock may have been held at the fork: start over."""
+    global WATCHDOG
+    WATCHDOG = Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog_after_fork)

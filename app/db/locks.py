@@ -1,0 +1,58 @@
+"""Writes that may be skipped rather than waited for."""
+import sqlite3
+from contextlib import contextmanager
+
+import psycopg
+from peewee import OperationalError, PostgresqlDatabase, SqliteDatabase
+
+from .handle import database
+
+
+def write_unless_locked(write):
+    """Run `write()` in a transaction of its own if the locks it needs are free
+    now: True if it committed, False (nothing written) if another connection
+    holds one of them.
+
+    For writes a request can do without, such as refreshing a key's
+    `last_used_at`: waiting would make even a read queue behind any writer
+    (on SQLite, behind whichever connection holds the database's one write
+    lock) and fail when the busy timeout runs out. SQLite tries with a busy
+    timeout of 0, restored afterwards; PostgreSQL with `lock_timeout` of 1 ms
+    for this transaction only (0 would mean no limit at all).
+    """
+    db = database.obj
+    if db.in_transaction():
+        raise RuntimeError("write_unless_locked() needs a transaction of its own")
+    try:
+        if isinstance(db, SqliteDatabase):
+            with _sqlite_busy_timeout(db, 0), db.atomic():
+                write()
+        else:
+            with db.atomic():
+                if isinstance(db, PostgresqlDatabase):
+                    db.execute_sql("SET LOCAL lock_timeout = '1ms'")
+                write()
+    except OperationalError as error:
+        if _lock_is_busy(error):
+            return False
+        raise
+    return True
+
+
+@contextmanager
+def _sqlite_busy_timeout(db, milliseconds):
+    """The connection's busy timeout set to `milliseconds` for the enclosed block."""
+    (previous,) = db.execute_sql("PRAGMA busy_timeout").fetchone()
+    db.execute_sql(f"PRAGMA busy_timeout = {int(milliseconds)}")
+    try:
+        yield
+    finally:
+        db.execute_sql(f"PRAGMA busy_timeout = {int(previous)}")
+
+
+def _lock_is_busy(error):
+    """Was `error` (Peewee's, wrapping the driver's as `orig`) a lock held elsewhere?"""
+    original = getattr(error, "orig", None)
+    if isinstance(original, sqlite3.OperationalError):
+        return original.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+    return isinstance(original, psycopg.errors.LockNotAvailable)
