@@ -27,7 +27,9 @@ run: migrate
 test: install
 	$(BIN)/python -m pytest
 
-bench: migrate
+# The benchmark seeds and migrates a database of its own (instance/bench.db unless
+# BENCH_DATABASE_URL or --database-url names another), never the one `make run` serves.
+bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
 
 clean:

@@ -10,7 +10,7 @@ import re
 from peewee import IntegrityError
 
 from . import keys
-from .db import database
+from .db import database, write_unless_locked
 from .models import ApiKey, Tenant, utcnow
 
 TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
@@ -143,14 +143,24 @@ def authenticate(key_string):
 
 
 def _touch(api_key):
+    """Refresh `last_used_at` (at most once a minute), unless that means waiting.
+
+    Every authenticated request passes here, reads included. If a lock the
+    update needs is held (SQLite's write lock, during an import or any other
+    write; a row lock on the key in PostgreSQL), the refresh is skipped rather
+    than waited for: a read must not queue behind a writer, and a later request
+    refreshes it.
+    """
     now = utcnow()
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
-        with database.atomic():
+        def refresh():
             (ApiKey
              .update(last_used_at=now)
              .where(ApiKey.key_id == api_key.key_id)
              .execute())
-        api_key.last_used_at = now
+
+        if write_unless_locked(refresh):  # its own transaction
+            api_key.last_used_at = now
 
 
 def existing_tenant_ids(tenant_ids):

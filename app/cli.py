@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 
 import click
 from flask import current_app
-from flask.cli import AppGroup, with_appcontext
+from flask.cli import AppGroup
 from peewee import DatabaseError, InterfaceError
 
 from . import accounts, ingest
-from .db import database
+from .db import database, open_database
 from .migrate import SchemaNotCurrent, require_current, upgrade
 
 
@@ -22,7 +22,7 @@ def describe_database_error(error, url):
     """One line: which database (password hidden) and the driver's last word on it."""
     parts = urlsplit(url)
     if parts.password:
-        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+        url = url.replace(f":{parts.password}@", ":***@", 1)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reason = lines[-1] if lines else type(error).__name__
     hint = ""
@@ -30,7 +30,7 @@ def describe_database_error(error, url):
         hint = f" Create it first: createdb {parts.path.lstrip('/')} (or psql -c 'CREATE DATABASE …')."
     elif "unable to open database file" in reason:
         hint = " Does its folder exist?"
-    return f"Cannot open the database {parts.geturl()}: {reason}.{hint}"
+    return f"Cannot open the database {url}: {reason}.{hint}"
 
 
 def cli_errors(command):
@@ -49,17 +49,22 @@ def cli_errors(command):
     return wrapper
 
 
-@with_appcontext
-@cli_errors
-def require_schema():
-    """Group callback: commands that read or write data need the current schema."""
-    require_current(database.obj)
+def needs_schema(command):
+    """`cli_errors`, and first a check that every migration is applied: a
+    database never migrated gets the command to run, not a missing-table error."""
+
+    @functools.wraps(command)
+    def checked(*args, **kwargs):
+        require_current(database.obj)
+        return command(*args, **kwargs)
+
+    return cli_errors(checked)
 
 
 db_cli = AppGroup("db", help="Database schema.")
-tenants_cli = AppGroup("tenants", help="Tenants.", callback=require_schema)
-keys_cli = AppGroup("keys", help="API keys.", callback=require_schema)
-calls_cli = AppGroup("calls", help="LLM call records.", callback=require_schema)
+tenants_cli = AppGroup("tenants", help="Tenants.")
+keys_cli = AppGroup("keys", help="API keys.")
+calls_cli = AppGroup("calls", help="LLM call records.")
 
 
 def register(app):
@@ -67,11 +72,20 @@ def register(app):
         app.cli.add_command(group)
 
 
+# Building an index over a large llm_call table outlasts any request's limit.
+MIGRATION_STATEMENT_TIMEOUT = 6 * 3600
+
+
 @db_cli.command("upgrade")
 @cli_errors
 def db_upgrade():
     """Apply pending migrations (safe to run again)."""
-    applied = upgrade(database.obj)
+    limits = database.obj.limits._replace(statement=MIGRATION_STATEMENT_TIMEOUT)
+    db = open_database(current_app.config["DATABASE_URL"], limits)
+    try:
+        applied = upgrade(db)
+    finally:
+        db.close()
     click.echo(f"Applied {len(applied)} migration(s): {', '.join(applied)}" if applied
                else "Database is up to date.")
 
@@ -80,7 +94,7 @@ def db_upgrade():
 @click.argument("tenant_id")
 @click.option("--name", help="Display name (default: the tenant id).")
 @click.option("--allow-superusers", is_flag=True, help="Permit superuser keys for this tenant.")
-@cli_errors
+@needs_schema
 def tenants_create(tenant_id, name, allow_superusers):
     """Create a tenant."""
     tenant = accounts.create_tenant(tenant_id, name, allow_superusers)
@@ -89,7 +103,7 @@ def tenants_create(tenant_id, name, allow_superusers):
 
 
 @tenants_cli.command("list")
-@cli_errors
+@needs_schema
 def tenants_list():
     """List tenants: id, superusers allowed, name."""
     for tenant in accounts.list_tenants():
@@ -102,7 +116,7 @@ def tenants_list():
 @click.option("--name", required=True, help="What the key is for, e.g. dashboard.")
 @click.option("--superuser", is_flag=True,
               help="A superuser key (every tenant, administration); the tenant must allow them.")
-@cli_errors
+@needs_schema
 def keys_create(tenant_id, name, superuser):
     """Create a key; the key itself is printed once, alone on the last line."""
     api_key, key_string = accounts.create_key(tenant_id, name, superuser)
@@ -114,7 +128,7 @@ def keys_create(tenant_id, name, superuser):
 
 @keys_cli.command("list")
 @click.option("--tenant", "tenant_id", help="Only this tenant's keys (default: every tenant).")
-@cli_errors
+@needs_schema
 def keys_list(tenant_id):
     """List keys: key_id, tenant, kind, state, name. Never the secret."""
     for api_key in list(accounts.list_keys(tenant_id)):
@@ -125,7 +139,7 @@ def keys_list(tenant_id):
 
 @keys_cli.command("revoke")
 @click.argument("key_id")
-@cli_errors
+@needs_schema
 def keys_revoke(key_id):
     """Revoke the key KEY_ID (as `keys list` shows it); it stops working at once."""
     api_key, already_revoked = accounts.revoke_key(key_id)
@@ -137,12 +151,20 @@ def keys_revoke(key_id):
 
 @calls_cli.command("import")
 @click.argument("file", type=click.File("r", encoding="utf-8"))
-@cli_errors
+@needs_schema
 def calls_import(file):
-    """Import call records from a JSON Lines FILE ('-' for stdin), all or nothing."""
+    """Import call records from a JSON Lines FILE ('-' for stdin).
+
+    Every line is validated first: if any is invalid, nothing is imported.
+    The records are then stored in transactions of a few thousand. If the
+    import stops half-way, what was committed stays (the message says how
+    much): run the same import again to complete it; records already stored
+    count as duplicates.
+    """
     repository = current_app.extensions["usage_repository"]
+    progress = ingest.ImportProgress()
     try:
-        created, duplicates = ingest.import_jsonl(file, repository)
+        ingest.import_jsonl(file, repository, progress)
     except ingest.ImportRejected as rejected:
         for number, reason in rejected.errors:
             click.echo(f"line {number}: {reason}", err=True)
@@ -150,4 +172,9 @@ def calls_import(file):
             click.echo(f"... and {rejected.count - len(rejected.errors)} more invalid line(s)", err=True)
         click.echo(f"Nothing imported: {rejected.count} invalid line(s).", err=True)
         sys.exit(1)
-    click.echo(f"Imported: {created} created, {duplicates} duplicates.")
+    except (Exception, KeyboardInterrupt):
+        click.echo(f"Import stopped. Committed so far: {progress.created} created, "
+                   f"{progress.duplicates} duplicates; run the same import again to "
+                   "complete it.", err=True)
+        raise
+    click.echo(f"Imported: {progress.created} created, {progress.duplicates} duplicates.")

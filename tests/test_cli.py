@@ -3,6 +3,8 @@ import datetime as dt
 import json
 from decimal import Decimal
 
+from peewee import OperationalError
+
 from app.models import ApiKey, LlmCall
 from data import UTC, jsonl, record, to_json
 
@@ -122,3 +124,54 @@ def test_import_accepts_numbers_and_decimal_strings_exactly(app, runner):
         micros = sorted(c.cost_micro_usd for c in LlmCall.select())
     assert micros == [1, 100_000, 200_000, 300_000]
     assert sum(Decimal(m) / 10**6 for m in micros) == Decimal("0.600001")
+
+
+def test_import_commits_in_chunks_and_counts_duplicates_across_them(app, runner, monkeypatch):
+    from app import ingest
+
+    monkeypatch.setattr(ingest, "IMPORT_TRANSACTION_ROWS", 100)
+    invoke(runner, "tenants", "create", "acme")
+    records = [record("acme", T0 + dt.timedelta(minutes=i)) for i in range(400)]
+    # Lines 401-460 repeat calls of earlier transactions, and 451-460 also of their own.
+    repeated = records[:50] + records[:10]
+    result = invoke(runner, "calls", "import", "-", input=jsonl(records + repeated))
+    assert result.exit_code == 0, result.output
+    assert "Imported: 400 created, 60 duplicates." in result.output
+    with app.app_context():
+        assert sorted(str(c) for (c,) in LlmCall.select(LlmCall.call_id).tuples()) == \
+            sorted(r["call_id"] for r in records)
+
+
+class FailsAfter:
+    """The app's repository, except that add_calls call number `fail_at` fails
+    as a lost database would: a crash in the middle of an import."""
+
+    def __init__(self, repository, fail_at):
+        self.repository, self.fail_at, self.calls = repository, fail_at, 0
+
+    def add_calls(self, rows):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise OperationalError("disk I/O error")
+        return self.repository.add_calls(rows)
+
+
+def test_interrupted_import_says_what_is_stored_and_a_rerun_completes_it(app, runner, monkeypatch):
+    from app import ingest
+
+    monkeypatch.setattr(ingest, "IMPORT_TRANSACTION_ROWS", 100)
+    invoke(runner, "tenants", "create", "acme")
+    records = [record("acme", T0 + dt.timedelta(minutes=i)) for i in range(450)]
+    real = app.extensions["usage_repository"]
+    monkeypatch.setitem(app.extensions, "usage_repository", FailsAfter(real, fail_at=3))
+    result = invoke(runner, "calls", "import", "-", input=jsonl(records))
+    assert result.exit_code != 0
+    assert "200 created, 0 duplicates" in result.output
+    assert "run the same import again" in result.output
+    assert count_calls(app) == 200
+
+    monkeypatch.setitem(app.extensions, "usage_repository", real)
+    result = invoke(runner, "calls", "import", "-", input=jsonl(records))
+    assert result.exit_code == 0, result.output
+    assert "Imported: 250 created, 200 duplicates." in result.output
+    assert count_calls(app) == 450
