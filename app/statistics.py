@@ -1,22 +1,26 @@
 """The meaning of a usage-statistics answer, in one place.
 
-The repository hands over plain aggregates (counts, sums, minima, maxima and
-the values found at a few ranks); this module turns them into the answer:
+The repository hands over plain aggregates per group of records (counts,
+sums, minima, maxima and the values found at a few ranks); this module turns
+them into the answer:
 
-- window: `from` inclusive, `to` exclusive (`Window`; either bound may be open);
+- window: `from` inclusive, `to` exclusive (`Window`; either bound may be
+  open). The series routes cut it into calendar buckets (`app/buckets.py`);
 - `total_calls` and `failed_calls` count every record; cost, durations and
   tokens are taken over `ok` records only;
-- percentiles interpolate linearly between the two closest ranks, like
-  PostgreSQL's `percentile_cont` and NumPy's default: the p-th percentile of n
-  sorted values v[0..n-1] is v[k] + (v[k+1] - v[k]) * f where
-  k + f = (n - 1) * p / 100. PostgreSQL computes them with `percentile_cont`;
-  SQLite, which has none, hands over the values at ranks k and k + 1 and
-  `percentile` interpolates exactly. The values are integers and f a whole
-  number of hundredths, so every percentile is an exact multiple of 0.01:
-  rounding to 2 decimals removes `percentile_cont`'s floating-point noise and
-  makes both engines give identical numbers;
-- `by_operation` is ordered by cost descending, then operation ascending;
-- an empty window gives zeros and `by_operation: []`.
+- percentiles (p5, p50, p95, p99) interpolate linearly between the two
+  closest ranks, like PostgreSQL's `percentile_cont` and NumPy's default:
+  the p-th percentile of n sorted values v[0..n-1] is v[k] + (v[k+1] - v[k]) * f
+  where k + f = (n - 1) * p / 100. PostgreSQL computes them with
+  `percentile_cont`; SQLite, which has none, hands over the values at ranks
+  k and k + 1 and `percentile` interpolates exactly. The values are integers
+  and f a whole number of hundredths, so every percentile is an exact
+  multiple of 0.01: rounding to 2 decimals removes `percentile_cont`'s
+  floating-point noise and makes both engines give identical numbers;
+- `by_operation` and `by_model` are ordered by cost descending, then name;
+- an empty window gives zeros and empty breakdowns;
+- a series group holds the numbers alone (no tenant_id, no breakdowns);
+  groups are sorted by their key values, a null error_class first.
 """
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,8 +28,12 @@ from fractions import Fraction
 
 from .models import micros_to_usd
 
-PERCENTILES = (5, 95)
+PERCENTILES = (5, 50, 95, 99)
 METRICS = ("call_duration", "input_tokens", "output_tokens")
+# What series may be grouped by and filtered on (the all-tenants route adds tenant_id).
+DIMENSIONS = ("operation", "model", "status", "error_class")
+# The breakdown lists of a statistics object: by_operation, by_model.
+BREAKDOWNS = ("operation", "model")
 
 
 @dataclass(frozen=True)
@@ -59,10 +67,9 @@ def percentiles_from_ranks(n, values_by_rank):
 
 
 @dataclass
-class OperationTotals:
-    """Per-operation aggregates: counts over all records, the rest over `ok` ones."""
+class Totals:
+    """Mergeable aggregates of a group: counts over all records, the rest over `ok` ones."""
 
-    operation: str
     total_calls: int = 0
     failed_calls: int = 0
     cost_micro_usd: int = 0
@@ -111,30 +118,68 @@ class MetricTotals:
         return summary
 
 
-def usage_stats(tenant_id, operations, metrics):
+@dataclass
+class Cell:
+    """Everything the answer needs about one group of records."""
+
+    totals: Totals = field(default_factory=Totals)
+    metrics: dict = field(default_factory=lambda: {name: MetricTotals() for name in METRICS})
+
+    def add(self, other):
+        self.totals.add(other.totals)
+        for name in METRICS:
+            self.metrics[name].add(other.metrics[name])
+
+
+def numbers(cell):
+    """The numbers of a statistics object (all a series group holds)."""
+    totals, metrics = cell.totals, cell.metrics
+    return {
+        "total_calls": totals.total_calls,
+        "failed_calls": totals.failed_calls,
+        "total_cost_usd": micros_to_usd(totals.cost_micro_usd),
+        "call_duration": metrics["call_duration"].summary(with_total=False),
+        "input_tokens": metrics["input_tokens"].summary(with_total=True),
+        "output_tokens": metrics["output_tokens"].summary(with_total=True),
+    }
+
+
+def breakdown(dimension, totals_by_value):
+    """`by_<dimension>`: one entry per value, by cost descending, then value."""
+    ordered = sorted(totals_by_value.items(), key=lambda item: (-item[1].cost_micro_usd, item[0]))
+    return [
+        {
+            dimension: value,
+            "total_calls": t.total_calls,
+            "failed_calls": t.failed_calls,
+            "cost_usd": micros_to_usd(t.cost_micro_usd),
+            "input_tokens_total": t.input_tokens_total,
+            "output_tokens_total": t.output_tokens_total,
+        }
+        for value, t in ordered
+    ]
+
+
+def usage_stats(tenant_id, cell, breakdowns):
     """The statistics object of one tenant (or of everyone, with tenant_id None).
 
-    `operations`: iterable of OperationTotals; `metrics`: {metric name: MetricTotals}.
+    `breakdowns`: {dimension of BREAKDOWNS: {value: Totals}}.
     """
-    operations = sorted(operations, key=lambda o: (-o.cost_micro_usd, o.operation))
-    empty = MetricTotals()
     return {
         "tenant_id": tenant_id,
-        "total_calls": sum(o.total_calls for o in operations),
-        "failed_calls": sum(o.failed_calls for o in operations),
-        "total_cost_usd": micros_to_usd(sum(o.cost_micro_usd for o in operations)),
-        "call_duration": metrics.get("call_duration", empty).summary(with_total=False),
-        "input_tokens": metrics.get("input_tokens", empty).summary(with_total=True),
-        "output_tokens": metrics.get("output_tokens", empty).summary(with_total=True),
-        "by_operation": [
-            {
-                "operation": o.operation,
-                "total_calls": o.total_calls,
-                "failed_calls": o.failed_calls,
-                "cost_usd": micros_to_usd(o.cost_micro_usd),
-                "input_tokens_total": o.input_tokens_total,
-                "output_tokens_total": o.output_tokens_total,
-            }
-            for o in operations
-        ],
+        **numbers(cell),
+        **{f"by_{d}": breakdown(d, breakdowns.get(d, {})) for d in BREAKDOWNS},
     }
+
+
+def group_order(key):
+    """Sort key of a series group's key values: nulls first, then by value."""
+    return [(value is not None, value or "") for value in key]
+
+
+def series_groups(group_by, cells):
+    """A bucket's groups from {key tuple: Cell}: one zero group when ungrouped."""
+    if not group_by:
+        return [numbers(cells.get((), Cell()))]
+    return [{**dict(zip(group_by, key)), **numbers(cells[key])}
+            for key in sorted(cells, key=group_order)]

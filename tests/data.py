@@ -11,6 +11,8 @@ from app.records import CallRecordSchema, to_row
 
 UTC = dt.timezone.utc
 OPERATIONS = ["analyze", "summarize", "summarize_aggregate", "assign_codes"]
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-haiku"]
+ERROR_CLASSES = ["RateLimitError", "APITimeoutError"]
 
 
 def record(tenant_id, timestamp, operation="analyze", status="ok", cost="0.1",
@@ -39,15 +41,18 @@ def random_records(rng, tenants, count, start, end):
     records = []
     for _ in range(count):
         status = "error" if rng.random() < 0.15 else "ok"
+        extra = {"error_class": rng.choice(ERROR_CLASSES)} if status == "error" else {}
         records.append(record(
             rng.choice(tenants),
             start + dt.timedelta(seconds=rng.randrange(span)),
             operation=rng.choice(OPERATIONS),
+            model=rng.choice(MODELS),
             status=status,
             cost=str(Decimal(rng.randrange(0, 2_000_000)) / 1_000_000),
             duration=rng.randrange(0, 20_000),
             input_tokens=rng.randrange(0, 8_000),
             output_tokens=rng.randrange(0, 2_000),
+            **extra,
         ))
     return records
 

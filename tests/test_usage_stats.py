@@ -88,19 +88,20 @@ def test_window_boundaries(client, keys, app):
     _, body = get(client, "/v1/usage", key, **{"from": iso(FROM), "to": iso(TO)})
     assert body["total_calls"] == 1
     assert body["total_cost_usd"] == Decimal("1")
-    assert body["call_duration"] == {"avg": 10, "min": 10, "max": 10, "p5": 10, "p95": 10}
+    assert body["call_duration"] == {"avg": 10, "min": 10, "max": 10, "p5": 10, "p50": 10, "p95": 10,
+                                     "p99": 10}
 
 
 def test_empty_window_gives_zeros(client, dataset):
     status, body = get(client, "/v1/usage", dataset["tenant_key"],
                        **{"from": "2030-01-01T00:00:00Z", "to": "2030-02-01T00:00:00Z"})
     assert status == 200
-    zeros = {"avg": 0, "min": 0, "max": 0, "p5": 0, "p95": 0}
+    zeros = {"avg": 0, "min": 0, "max": 0, "p5": 0, "p50": 0, "p95": 0, "p99": 0}
     assert body["total_calls"] == 0 and body["failed_calls"] == 0
     assert body["total_cost_usd"] == 0
     assert body["call_duration"] == zeros
     assert body["input_tokens"] == {**zeros, "total": 0}
-    assert body["by_operation"] == []
+    assert body["by_operation"] == [] and body["by_model"] == []
     status, body = get(client, "/v1/usage/all", dataset["super_key"],
                        **{"from": "2030-01-01T00:00:00Z", "to": "2030-02-01T00:00:00Z"})
     assert body["tenants"] == [] and body["total"]["tenant_id"] is None
@@ -116,6 +117,8 @@ def test_only_error_records_count_calls_but_not_cost_or_metrics(client, keys, ap
     assert body["input_tokens"]["total"] == 0 and body["call_duration"]["max"] == 0
     assert body["by_operation"] == [{"operation": "analyze", "total_calls": 1, "failed_calls": 1,
                                      "cost_usd": 0, "input_tokens_total": 0, "output_tokens_total": 0}]
+    assert body["by_model"] == [{"model": "gpt-4o-mini", "total_calls": 1, "failed_calls": 1,
+                                 "cost_usd": 0, "input_tokens_total": 0, "output_tokens_total": 0}]
 
 
 def test_money_is_exact_where_floats_drift(client, keys, app):
@@ -145,13 +148,31 @@ def test_by_operation_sorted_by_cost_then_name(client, keys, app):
     assert [o["operation"] for o in body["by_operation"]] == ["assign_codes", "analyze", "summarize", "zeta"]
 
 
+def test_by_model_sorted_by_cost_then_name(client, keys, app):
+    keys.tenant("acme")
+    key = keys.key("acme")
+    store(app, [
+        record("acme", FROM, model="gpt-4o", cost="1"),
+        record("acme", FROM, model="claude-haiku", cost="0.4", operation="summarize"),
+        record("acme", FROM, model="claude-haiku", cost="0.6"),
+        record("acme", FROM, model="zz-free", cost="0"),
+        record("acme", FROM, model="big", cost="2", status="error"),
+    ])
+    _, body = get(client, "/v1/usage", key)
+    assert [(m["model"], m["cost_usd"], m["total_calls"]) for m in body["by_model"]] == [
+        ("claude-haiku", 1, 2), ("gpt-4o", 1, 1), ("big", 0, 1), ("zz-free", 0, 1)]
+
+
 def test_percentiles_interpolate_between_closest_ranks(client, keys, app):
     keys.tenant("acme")
     key = keys.key("acme")
-    durations = [10, 20, 30, 40, 1000]  # p5 at rank 0.2: 12; p95 at rank 3.8: 40 + 0.8 * 960 = 808
+    # p5 at rank 0.2: 12; p50 at rank 2: 30; p95 at rank 3.8: 40 + 0.8 * 960 = 808;
+    # p99 at rank 3.96: 40 + 0.96 * 960 = 961.6
+    durations = [10, 20, 30, 40, 1000]
     store(app, [record("acme", FROM, duration=d) for d in durations])
     _, body = get(client, "/v1/usage", key)
-    assert body["call_duration"] == {"avg": 220, "min": 10, "max": 1000, "p5": 12, "p95": 808}
+    assert body["call_duration"] == {"avg": 220, "min": 10, "max": 1000, "p5": 12, "p50": 30, "p95": 808,
+                                     "p99": Decimal("961.6")}
 
 
 @pytest.mark.parametrize("params,field", [
@@ -188,14 +209,14 @@ class StatementCounter(logging.Handler):
             self.count += 1
 
 
-def count_statements(client, path, key):
+def count_statements(client, path, key, **params):
     logger = logging.getLogger("peewee")
     counter = StatementCounter()
     logger.addHandler(counter)
     level = logger.level
     logger.setLevel(logging.DEBUG)
     try:
-        status, body = get(client, path, key)
+        status, body = get(client, path, key, **params)
     finally:
         logger.removeHandler(counter)
         logger.setLevel(level)
@@ -207,16 +228,20 @@ def test_all_usage_runs_a_fixed_number_of_statements(app, client, keys):
     keys.tenant("ops", allows_superusers=True)
     key = keys.key("ops", superuser=True)
     get(client, "/v1/usage/all", key)  # refreshes last_used_at, which then waits a minute
-    counts = []
+    counts, active = [], set()
     for first, last in ((0, 2), (2, 40)):
         tenants = [keys.tenant(f"t{i:03d}") for i in range(first, last)]
-        store(app, random_records(seeded(last), tenants, len(tenants) * 4, FROM, TO))
+        records = random_records(seeded(last), tenants, len(tenants) * 4, FROM, TO)
+        store(app, records)
+        active |= {r["tenant_id"] for r in records}
         count, body = count_statements(client, "/v1/usage/all", key)
-        assert len(body["tenants"]) == last
+        assert len(body["tenants"]) == len(active)
         counts.append(count)
+    assert len(active) > 30
     assert counts[0] == counts[1]
-    # One key lookup and four statistics statements.
-    assert counts[1] == 5
+    # One key lookup and three statistics statements (aggregates per tenant,
+    # operation and model; percentiles per tenant; percentiles overall).
+    assert counts[1] == 4
 
 
 def test_percentiles_are_exact_where_float_interpolation_is_not(client, keys, app):

@@ -76,7 +76,7 @@ KEY_PATH = {"in": "path", "name": "key_id", "description": "The key's public id 
 
 
 @blp.route("/tenants", methods=["POST"])
-@blp.doc(summary="Create a tenant",
+@blp.doc(operationId="createTenant", summary="Create a tenant",
          description="Tenants are never created implicitly (ingestion refuses unknown ones). "
                      "`allows_superusers` permits superuser keys for the tenant.")
 @require_superuser
@@ -89,8 +89,9 @@ def create_tenant(tenant):
 
 
 @blp.route("/tenants", methods=["GET"])
-@blp.doc(summary="List tenants", description="Sorted by tenant_id, paginated (`page`, `page_size`; "
-                                             "totals in the `X-Pagination` header).")
+@blp.doc(operationId="listTenants", summary="List tenants",
+         description="Sorted by tenant_id, paginated (`page`, `page_size`; totals in the "
+                     "`X-Pagination` header).")
 @require_superuser
 @blp.response(200, TenantSchema(many=True))
 @blp.paginate()
@@ -102,7 +103,7 @@ def list_tenants(pagination_parameters):
 
 
 @blp.route("/tenants/<tenant_id:tenant_id>", methods=["GET"], parameters=[TENANT_PATH])
-@blp.doc(summary="Get a tenant", description="One tenant by its slug.")
+@blp.doc(operationId="getTenant", summary="Get a tenant", description="One tenant by its slug.")
 @require_superuser
 @blp.response(200, TenantSchema)
 @blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
@@ -111,7 +112,7 @@ def get_tenant(tenant_id):
 
 
 @blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["POST"], parameters=[TENANT_PATH])
-@blp.doc(summary="Create an API key for a tenant",
+@blp.doc(operationId="createKey", summary="Create an API key for a tenant",
          description="The response carries the key itself, shown this once; only a hash is stored. "
                      "A superuser key needs a tenant with `allows_superusers`.")
 @require_superuser
@@ -126,7 +127,7 @@ def create_key(new_key, tenant_id):
 
 
 @blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["GET"], parameters=[TENANT_PATH])
-@blp.doc(summary="List a tenant's API keys",
+@blp.doc(operationId="listKeys", summary="List a tenant's API keys",
          description="Oldest first, with `revoked_at` and `last_used_at`. Never shows a key or "
                      "its secret.")
 @require_superuser
@@ -137,7 +138,7 @@ def list_keys(tenant_id):
 
 
 @blp.route("/keys/<key_id:key_id>", methods=["DELETE"], parameters=[KEY_PATH])
-@blp.doc(summary="Revoke an API key",
+@blp.doc(operationId="revokeKey", summary="Revoke an API key",
          description="Every worker refuses the key (401) from the next request on. "
                      "Revoking a revoked key changes nothing.")
 @require_superuser
@@ -148,7 +149,7 @@ def revoke_key(key_id):
 
 
 @blp.route("/me", methods=["GET"])
-@blp.doc(summary="The key making this request",
+@blp.doc(operationId="getMe", summary="The key making this request",
          description="Who the presented key is: its tenant, id, name and kind. Any valid key.")
 @require_api_key
 @blp.response(200, MeSchema)

@@ -20,7 +20,7 @@ class IndexSchema(Schema):
 
 
 @blp.route("/")
-@blp.doc(security=[], summary="Links to the documentation and probes",
+@blp.doc(operationId="getIndex", security=[], summary="Links to the documentation and probes",
          description="Answers with links to Swagger UI (`/docs`), the OpenAPI document and the probes.")
 @blp.response(200, IndexSchema)
 def index():

@@ -33,7 +33,7 @@ class IngestResultSchema(Schema):
 
 
 @blp.route("/calls", methods=["POST"])
-@blp.doc(summary="Record a batch of LLM calls",
+@blp.doc(operationId="recordCalls", summary="Record a batch of LLM calls",
          description="All or nothing: one invalid record and nothing is stored (422, with "
                      "`errors.json.calls.<index>.<field>`). Idempotent on (tenant, call_id): "
                      "retrying a batch stores nothing new, even concurrently. A tenant key "

@@ -5,6 +5,7 @@ from flask import current_app, g
 from marshmallow import Schema, ValidationError, fields, validates_schema
 
 from ..auth import require_api_key, require_superuser
+from . import representations
 from .blueprint import Blueprint
 from ..records import UtcDateTime
 from ..statistics import Window
@@ -33,6 +34,8 @@ class QueryDateTime(UtcDateTime):
 
 
 class WindowArgs(Schema):
+    error_messages = {"unknown": "Unknown query parameter."}
+
     from_ = QueryDateTime(
         data_key="from", load_default=None,
         metadata={"description": "Inclusive lower bound. " + WINDOW_RULE, "example": "2026-11-01T00:00:00Z"},
@@ -53,7 +56,9 @@ class DistributionSchema(Schema):
     min = fields.Integer(required=True)
     max = fields.Integer(required=True)
     p5 = fields.Float(required=True, metadata={"description": "5th percentile, linear interpolation."})
+    p50 = fields.Float(required=True, metadata={"description": "Median, linear interpolation."})
     p95 = fields.Float(required=True, metadata={"description": "95th percentile, linear interpolation."})
+    p99 = fields.Float(required=True, metadata={"description": "99th percentile, linear interpolation."})
 
 
 class TokenDistributionSchema(DistributionSchema):
@@ -65,8 +70,7 @@ def money(description):
                           metadata={"description": description + " US dollars, exact to 6 decimals."})
 
 
-class OperationStatsSchema(Schema):
-    operation = fields.String(required=True)
+class BreakdownSchema(Schema):
     total_calls = fields.Integer(required=True, metadata={"description": "All records."})
     failed_calls = fields.Integer(required=True, metadata={"description": "Records with status error."})
     cost_usd = money("Sum over ok records.")
@@ -74,10 +78,27 @@ class OperationStatsSchema(Schema):
     output_tokens_total = fields.Integer(required=True, metadata={"description": "Sum over ok records."})
 
 
-class UsageStatsSchema(Schema):
-    tenant_id = fields.String(required=True, allow_none=True,
-                              metadata={"description": "null in the grand total."})
-    total_calls = fields.Integer(required=True, metadata={"description": "All records in the window."})
+class OperationKeySchema(Schema):
+    operation = fields.String(required=True)
+
+
+class ModelKeySchema(Schema):
+    model = fields.String(required=True)
+
+
+# Fields come in reverse MRO order: the key first, then the numbers.
+class OperationStatsSchema(BreakdownSchema, OperationKeySchema):
+    pass
+
+
+class ModelStatsSchema(BreakdownSchema, ModelKeySchema):
+    pass
+
+
+class StatsSchema(Schema):
+    """The numbers of a statistics object (a series group holds just these)."""
+
+    total_calls = fields.Integer(required=True, metadata={"description": "All records."})
     failed_calls = fields.Integer(required=True, metadata={"description": "Records with status error."})
     total_cost_usd = money("Sum over ok records.")
     call_duration = fields.Nested(DistributionSchema, required=True,
@@ -86,8 +107,19 @@ class UsageStatsSchema(Schema):
                                  metadata={"description": "Over ok records."})
     output_tokens = fields.Nested(TokenDistributionSchema, required=True,
                                   metadata={"description": "Over ok records."})
+
+
+class TenantKeySchema(Schema):
+    tenant_id = fields.String(required=True, allow_none=True,
+                              metadata={"description": "null in the grand total."})
+
+
+# Fields come in reverse MRO order: tenant_id, the numbers, then the breakdowns.
+class UsageStatsSchema(StatsSchema, TenantKeySchema):
     by_operation = fields.List(fields.Nested(OperationStatsSchema), required=True,
                                metadata={"description": "Sorted by cost descending, then operation."})
+    by_model = fields.List(fields.Nested(ModelStatsSchema), required=True,
+                           metadata={"description": "Sorted by cost descending, then model."})
 
 
 class WindowEchoSchema(Schema):
@@ -115,35 +147,56 @@ def _echo(window):
     return {"from_": window.start, "to": window.end}
 
 
+def _usage_csv(window, stats_list):
+    """One row per statistics object (the grand total has an empty tenant_id)."""
+    header = ["from", "to", "tenant_id", *representations.STATS_HEADER]
+    rows = [[window.start, window.end, stats["tenant_id"], *representations.stats_cells(stats)]
+            for stats in stats_list]
+    return header, rows
+
+
 @blp.route("")
-@blp.doc(summary="Usage statistics of the caller's tenant",
+@blp.doc(operationId="getTenantUsage", summary="Usage statistics of the caller's tenant",
          description="Statistics of the key's own tenant over the half-open window "
                      "[`from`, `to`). `total_calls` and `failed_calls` count every record; "
                      "cost (US dollars, exact to 6 decimals), durations (milliseconds) and "
-                     "tokens are over `ok` records. `p5`/`p95` interpolate linearly between "
-                     "the closest ranks (PostgreSQL `percentile_cont`, NumPy's default). "
-                     "`by_operation` is sorted by cost descending, then operation. An empty "
-                     "window gives zeros and `by_operation: []`.")
+                     "tokens are over `ok` records. `p5`/`p50`/`p95`/`p99` interpolate linearly "
+                     "between the closest ranks (PostgreSQL `percentile_cont`, NumPy's default). "
+                     "`by_operation` and `by_model` are sorted by cost descending, then name. An "
+                     "empty window gives zeros and empty lists. `Accept: text/csv` gives one CSV "
+                     "row; an `If-None-Match` with the current ETag gives 304.")
 @require_api_key
+@blp.etag
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
-@blp.response(200, TenantUsageSchema)
+@blp.alt_response(200, success=True, **representations.DOC)
+@blp.response(200, TenantUsageSchema, description=representations.DESCRIPTION)
 @blp.errors(401, 422, 503)
 def tenant_usage(args):
     window = _window(args)
     stats = current_app.extensions["usage_repository"].tenant_usage(g.api_key.tenant_id, window)
-    return {**_echo(window), **stats}
+    if representations.wants_csv():
+        filename = f"usage_{g.api_key.tenant_id}_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
+        return representations.csv_response(blp, *_usage_csv(window, [stats]), filename)
+    return {**_echo(window), **stats}, {"Vary": "Accept"}
 
 
 @blp.route("/all")
-@blp.doc(summary="Usage statistics of every tenant and the grand total (superuser)",
+@blp.doc(operationId="getAllUsage",
+         summary="Usage statistics of every tenant and the grand total (superuser)",
          description="One statistics object per tenant with at least one call in the "
                      "half-open window [`from`, `to`), sorted by tenant_id, and `total` over "
-                     "all of them with `tenant_id: null`. Same rules as `GET /v1/usage`.")
+                     "all of them with `tenant_id: null`. Same rules as `GET /v1/usage`; as "
+                     "CSV, one row per tenant and a last row with an empty tenant_id for the total.")
 @require_superuser
+@blp.etag
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
-@blp.response(200, AllUsageSchema)
+@blp.alt_response(200, success=True, **representations.DOC)
+@blp.response(200, AllUsageSchema, description=representations.DESCRIPTION)
 @blp.errors(401, 422, 503, e403="The key is not a superuser key.")
 def all_usage(args):
     window = _window(args)
     tenants, total = current_app.extensions["usage_repository"].all_usage(window)
-    return {**_echo(window), "tenants": tenants, "total": total}
+    if representations.wants_csv():
+        filename = f"usage_all_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
+        return representations.csv_response(blp, *_usage_csv(window, [*tenants, total]), filename)
+    return {**_echo(window), "tenants": tenants, "total": total}, {"Vary": "Accept"}

@@ -1,0 +1,92 @@
+"""The representations of a statistics answer: JSON, or CSV for `Accept: text/csv`.
+
+RFC 4180: UTF-8, a header row, CRLF line ends, quoting where needed. Money
+keeps its exact six decimals; each distribution is flattened to columns
+(`call_duration_avg`, …, `call_duration_p99`, `input_tokens_total`). The
+breakdown lists (`by_operation`, `by_model`) have no place in one row per
+tenant: the series routes with `group_by` give them as rows.
+
+Each representation carries an ETag of its own (flask-smorest's `set_etag`
+on the text, or its default on the dumped JSON), so conditional GETs work for
+both, and `Vary: Accept` tells caches that the two differ.
+"""
+import csv
+import hashlib
+import io
+from decimal import Decimal
+
+from flask import Response, current_app, request
+
+from ..statistics import PERCENTILES
+
+CSV = "text/csv"
+# For `@blp.alt_response(200, success=True, **DOC)` above the route's `@blp.response`.
+DOC = {"schema": {"type": "string"}, "content_type": CSV}
+DESCRIPTION = ("JSON, or with `Accept: text/csv` the same answer as CSV: a header row, then a "
+               "row per statistics object, distributions flattened to columns such as "
+               "`call_duration_p95`, money with its six decimals.")
+
+
+def wants_csv():
+    return request.accept_mimetypes.best_match(["application/json", CSV]) == CSV
+
+
+def _stats_columns():
+    """(field,) or (distribution, statistic) paths of a statistics object's numbers."""
+    columns = [("total_calls",), ("failed_calls",), ("total_cost_usd",)]
+    for name, has_total in (("call_duration", False), ("input_tokens", True), ("output_tokens", True)):
+        stats = ["avg", "min", "max", *(f"p{p}" for p in PERCENTILES)] + (["total"] if has_total else [])
+        columns += [(name, stat) for stat in stats]
+    return columns
+
+
+STATS_COLUMNS = _stats_columns()
+STATS_HEADER = ["_".join(path) for path in STATS_COLUMNS]
+
+
+def stats_cells(stats):
+    return [stats[path[0]] if len(path) == 1 else stats[path[0]][path[1]] for path in STATS_COLUMNS]
+
+
+def _text(value):
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def stamp(moment):
+    return moment.strftime("%Y%m%dT%H%M%SZ") if moment else "open"
+
+
+def _set_etag(blueprint, representation, text):
+    """flask-smorest's ETag (and its 304) from a digest of the text: hashing
+    a megabyte of JSON once, not serializing it again."""
+    blueprint.set_etag([representation, hashlib.sha256(text.encode()).hexdigest()])
+
+
+def json_response(blueprint, body):
+    """`body`, already in the documented shape, as JSON without a schema dump.
+
+    For series: marshmallow took longer to dump thousands of buckets than the
+    database took to compute them. The OpenAPI contract still holds (the
+    contract tests check every response against it).
+    """
+    text = current_app.json.dumps(body, separators=(",", ":"))
+    _set_etag(blueprint, "json", text)
+    return Response(text, mimetype="application/json", headers={"Vary": "Accept"})
+
+
+def csv_response(blueprint, header, rows, filename):
+    """A CSV attachment; 304 instead when the client's If-None-Match matches."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(header)
+    writer.writerows([_text(cell) for cell in row] for row in rows)
+    text = buffer.getvalue()
+    _set_etag(blueprint, "csv", text)
+    return Response(text, mimetype=CSV, headers={
+        "Content-Disposition": f'attachment; filename="{filename}"', "Vary": "Accept"})

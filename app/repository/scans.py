@@ -1,0 +1,183 @@
+"""Raw scans of llm_call: aggregates and percentiles per group of records.
+
+A `Scan` names the records (a WHERE condition, and for series the calendar
+buckets they fall in) and the key they are grouped by, e.g. (tenant,
+operation, model) or (bucket, operation). Each function below runs one
+statement whatever the number of groups and returns {key tuple: ...}.
+
+Percentiles are the one place the engines differ: `percentile_cont` on
+PostgreSQL (measured 2.4x faster than window-function ranks there), and on
+SQLite, which has none, window-function ranks from which only the rows at
+`statistics.percentile_ranks` are returned; see app/statistics.py for why
+the answers are identical.
+"""
+import functools
+import operator
+from dataclasses import dataclass
+
+from peewee import CTE, JOIN, SQL, Case, EnclosedNodeList, NodeList, PostgresqlDatabase, Select, fn
+
+from .. import statistics
+from ..db import database
+from ..models import LlmCall
+from ..statistics import METRICS, PERCENTILES, Cell, MetricTotals, Totals
+
+METRIC_COLUMNS = {
+    "call_duration": LlmCall.call_duration_ms,
+    "input_tokens": LlmCall.input_tokens,
+    "output_tokens": LlmCall.output_tokens,
+}
+OK = LlmCall.status == "ok"
+
+
+@dataclass
+class Scan:
+    """Which records (`where`, and `buckets` for series), grouped by which `key`.
+
+    `key`: LlmCall columns; with buckets, the bucket's index comes first in
+    every key tuple.
+    """
+
+    where: object
+    key: tuple = ()
+    buckets: list | None = None
+
+    def __post_init__(self):
+        self._bucket = None
+        if self.buckets is not None:
+            # VALUES (0, lo, hi), (1, lo, hi), ...: written as one SQL node
+            # because thousands of Peewee Value nodes take longer to render
+            # than the query takes to run.
+            param = database.param
+            rows = ", ".join([f"({i}, {param}, {param})" for i in range(len(self.buckets))])
+            bounds = [LlmCall.timestamp.db_value(moment)
+                      for b in self.buckets for moment in (b.start, b.end)]
+            self._bucket = CTE("bucket", SQL(f"VALUES {rows}", bounds), columns=("idx", "lo", "hi"))
+
+    @property
+    def key_columns(self):
+        return (self._bucket.c.idx, *self.key) if self._bucket is not None else self.key
+
+    def _source(self, columns, where):
+        """SELECT columns FROM the records' source WHERE ..."""
+        condition = self.where if where is None else self.where & where
+        if self._bucket is None:
+            return LlmCall.select(*columns).where(condition)
+        # Calendar buckets as a VALUES list joined on [lo, hi). CROSS JOIN keeps
+        # the buckets as the outer loop on SQLite (which never reorders it), so
+        # each bucket is one range scan of the timestamp index, as on PostgreSQL.
+        bucket = self._bucket
+        return (Select(from_list=[bucket], columns=columns)
+                .with_cte(bucket)
+                .join(LlmCall, JOIN.CROSS)
+                .where(condition & (LlmCall.timestamp >= bucket.c.lo) & (LlmCall.timestamp < bucket.c.hi))
+                .bind(database))
+
+    def grouped(self, *columns, where=None):
+        """One row per group: the key, then `columns` (aggregates)."""
+        return self._source([*self.key_columns, *columns], where).group_by(*self.key_columns)
+
+    def rows(self, *columns, where=None):
+        """One row per record: the key as k0, k1, ..., then `columns`."""
+        key = [column.alias(f"k{i}") for i, column in enumerate(self.key_columns)]
+        return self._source([*key, *columns], where)
+
+
+def _ok(expression):
+    """The expression for ok records, NULL for errors (which SUM, MIN, MAX, COUNT skip)."""
+    return Case(None, [(OK, expression)])
+
+
+def cells(scan):
+    """{key: Cell} of every group with records, percentiles left out: one statement."""
+    columns = [fn.COUNT(SQL("*")),
+               fn.SUM(Case(None, [(LlmCall.status == "error", 1)], 0)),
+               fn.COUNT(_ok(SQL("1"))),
+               fn.SUM(_ok(LlmCall.cost_micro_usd))]
+    for column in METRIC_COLUMNS.values():
+        columns += [fn.SUM(_ok(column)), fn.MIN(_ok(column)), fn.MAX(_ok(column))]
+    width = len(scan.key_columns)
+    result = {}
+    for row in scan.grouped(*columns).tuples():
+        key, (count, failed, ok_count, cost, *metric_values) = tuple(row[:width]), row[width:]
+        if not count:
+            continue  # no GROUP BY and no records: the aggregate of nothing
+        metrics = {
+            name: MetricTotals(ok_count, int(metric_values[3 * i] or 0),
+                               metric_values[3 * i + 1], metric_values[3 * i + 2])
+            for i, name in enumerate(METRICS)
+        }
+        totals = Totals(count, int(failed), int(cost or 0),
+                        metrics["input_tokens"].total, metrics["output_tokens"].total)
+        result[key] = Cell(totals, metrics)
+    return result
+
+
+def percentiles(scan):
+    """{key: {metric: {pct: value}}} over ok records: one statement."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        return _percentile_cont(scan)
+    return _interpolated_ranks(scan)
+
+
+def _percentile_cont(scan):
+    """PostgreSQL: `percentile_cont(ARRAY[0.05, ...]) WITHIN GROUP (ORDER BY metric)`."""
+    fractions = SQL("ARRAY[%s]" % ", ".join(str(p / 100) for p in PERCENTILES))
+    columns = [
+        NodeList((fn.percentile_cont(fractions), SQL("WITHIN GROUP"), EnclosedNodeList([
+            NodeList((SQL("ORDER BY"), column))])))
+        for column in METRIC_COLUMNS.values()
+    ]
+    width = len(scan.key_columns)
+    return {
+        tuple(row[:width]): {name: dict(zip(PERCENTILES, values))
+                             for name, values in zip(METRICS, row[width:])}
+        for row in scan.grouped(*columns, where=OK).tuples()
+        if row[width] is not None  # no GROUP BY and no ok records: the aggregate of nothing
+    }
+
+
+def _interpolated_ranks(scan):
+    """SQLite: rank each metric with a window function within its group, keep
+    only the rows at statistics.percentile_ranks, and interpolate in Python."""
+    key = scan.key_columns
+    width = len(key)
+    ranked = scan.rows(
+        *[column.alias(name) for name, column in METRIC_COLUMNS.items()],
+        *[fn.ROW_NUMBER().over(partition_by=list(key), order_by=[column]).alias(f"{name}_rank")
+          for name, column in METRIC_COLUMNS.items()],
+        fn.COUNT(SQL("*")).over(partition_by=list(key)).alias("n"),
+        where=OK,
+    ).alias("ranked")
+    n = ranked.c.n
+    # Zero-based ranks (n - 1) * p / 100 and the next: integer division.
+    wanted = [(n - 1) * p / 100 + step for p in PERCENTILES for step in (0, 1)]
+    condition = functools.reduce(
+        operator.or_, [(getattr(ranked.c, f"{name}_rank") - 1).in_(wanted) for name in METRICS])
+    query = (Select(from_list=[ranked],
+                    columns=[*[getattr(ranked.c, f"k{i}") for i in range(width)], n,
+                             *[getattr(ranked.c, name) for name in METRICS],
+                             *[getattr(ranked.c, f"{name}_rank") for name in METRICS]])
+             .where(condition)
+             .bind(database))
+    values_by_rank, sizes = {}, {}
+    for row in query.tuples():
+        group, size, rest = tuple(row[:width]), row[width], row[width + 1:]
+        sizes[group] = size
+        per_metric = values_by_rank.setdefault(group, {name: {} for name in METRICS})
+        for name, value, rank in zip(METRICS, rest[:len(METRICS)], rest[len(METRICS):]):
+            per_metric[name][rank - 1] = value
+    return {
+        group: {name: statistics.percentiles_from_ranks(sizes[group], by_rank)
+                for name, by_rank in per_metric.items()}
+        for group, per_metric in values_by_rank.items()
+    }
+
+
+def cells_with_percentiles(scan):
+    """{key: Cell} with percentiles: two statements."""
+    result = cells(scan)
+    for key, values in percentiles(scan).items():
+        for name, by_pct in values.items():
+            result[key].metrics[name].percentiles = by_pct
+    return result
