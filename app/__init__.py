@@ -1,6 +1,8 @@
 """The usage service: an application factory in the Flask-tutorial style."""
 import os
+import sqlite3
 
+import psycopg
 from flask import Flask, current_app, send_from_directory
 from flask_cors import CORS
 from flask_smorest import Api
@@ -92,8 +94,10 @@ def create_app(config=None):
     api = Api(app)
     routes.register(app, api)
     _allow_cross_origin(app)
-    app.register_error_handler(OperationalError, _database_unavailable)
-    app.register_error_handler(InterfaceError, _database_unavailable)
+    # Peewee wraps the drivers' errors when a statement runs, but not while
+    # rows are fetched: an interrupt at the statistics limit can surface there.
+    for error in (OperationalError, InterfaceError, sqlite3.OperationalError, psycopg.OperationalError):
+        app.register_error_handler(error, _database_unavailable)
     cli.register(app)
     return app
 

@@ -21,6 +21,26 @@ def test_v1_routes_answer_503_when_the_database_is_down(tmp_path):
     assert response.get_json()["message"] == "The database does not answer; retry later."
 
 
+def test_driver_errors_raised_while_fetching_rows_are_503(app, client):
+    """Peewee wraps driver errors of execute(), not of fetching: an interrupt
+    at the statistics limit can arrive as sqlite3's own error."""
+    import sqlite3
+
+    import psycopg
+
+    errors = {"sqlite": sqlite3.OperationalError("interrupted"),
+              "psycopg": psycopg.OperationalError("server closed the connection")}
+
+    @app.route("/fail/<driver>")
+    def fail(driver):
+        raise errors[driver]
+
+    app.config["PROPAGATE_EXCEPTIONS"] = False
+    for driver in errors:
+        response = client.get(f"/fail/{driver}")
+        assert response.status_code == 503 and response.get_json()["code"] == 503
+
+
 def test_errors_are_json(app, client):
     @app.route("/boom")
     def boom():
