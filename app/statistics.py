@@ -12,8 +12,8 @@ them into the answer:
   closest ranks, like PostgreSQL's `percentile_cont` and NumPy's default:
   the p-th percentile of n sorted values v[0..n-1] is v[k] + (v[k+1] - v[k]) * f
   where k + f = (n - 1) * p / 100. PostgreSQL computes them with
-  `percentile_cont`; SQLite, which has none, hands over the values at ranks
-  k and k + 1 and `percentile` interpolates exactly. The values are integers
+  `percentile_cont`; on SQLite, which has none, the repository sorts each
+  group's values and `percentile` interpolates exactly between ranks k and k + 1. The values are integers
   and f a whole number of hundredths, so every percentile is an exact
   multiple of 0.01: rounding to 2 decimals removes `percentile_cont`'s
   floating-point noise and makes both engines give identical numbers;
@@ -53,13 +53,17 @@ def percentile_ranks(n, pct):
 
 
 def percentile(n, values_by_rank, pct):
-    """The pct-th percentile of n values, from the values at percentile_ranks."""
+    """The pct-th percentile of n values, from the values at percentile_ranks.
+
+    In hundredths it is an exact integer, v[k] * 100 + (v[k+1] - v[k]) * f100;
+    one true division then rounds it correctly to a float.
+    """
     low, high = percentile_ranks(n, pct)
-    fraction = Fraction((n - 1) * pct % 100, 100)
-    value = Fraction(values_by_rank[low])
-    if fraction:
-        value += (values_by_rank[high] - values_by_rank[low]) * fraction
-    return float(value)
+    hundredths = (n - 1) * pct % 100
+    value = values_by_rank[low] * 100
+    if hundredths:
+        value += (values_by_rank[high] - values_by_rank[low]) * hundredths
+    return value / 100
 
 
 def percentiles_from_ranks(n, values_by_rank):

@@ -6,7 +6,14 @@ dropped and re-created for each test). Without TEST_DATABASE_URL the
 PostgreSQL runs are skipped, unless REQUIRE_POSTGRES=1 (as in CI), which turns
 the skip into a failure. The schema always comes from the migrations.
 """
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -93,23 +100,17 @@ def auth(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-@pytest.fixture
-def live_server(app):
-    """gunicorn with three workers on the test database; yields its base URL."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-    from pathlib import Path
-
+@contextlib.contextmanager
+def gunicorn(database_url, workers=3, **env):
+    """gunicorn serving wsgi:app on a free port with `env` added; yields its base URL."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "DATABASE_URL": app.config["DATABASE_URL"]}
     server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "3", "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=Path(__file__).resolve().parent.parent, env=env,
+        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
+         "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env={**os.environ, "DATABASE_URL": database_url, **env},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
@@ -125,4 +126,15 @@ def live_server(app):
         yield base
     finally:
         server.terminate()
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def live_server(app):
+    """gunicorn with three workers on the test database; yields its base URL."""
+    with gunicorn(app.config["DATABASE_URL"]) as base:
+        yield base

@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -36,7 +35,7 @@ from peewee import OperationalError
 
 from app import create_app
 from app.db import database
-from conftest import Keys, _reset_postgres, build_app
+from conftest import Keys, _reset_postgres, build_app, gunicorn
 
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_DOWN = {"code": 503, "status": "Service Unavailable",
@@ -330,32 +329,9 @@ def test_statistics_on_sqlite_end_at_the_statistics_limit(tmp_path):
 
 # --- gunicorn in front of a frozen server: every route answers JSON ---
 
-@contextmanager
 def _gunicorn(url, **env):
     """One sync worker (so the pool it warms is the one the next request uses)."""
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", "1", "--timeout", "120",
-         "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=ROOT, env={**os.environ, "DATABASE_URL": url, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            if _request(base, "GET", "/healthz", timeout=1)[0] == 200:
-                break
-            if server.poll() is not None:
-                raise RuntimeError(server.stderr.read().decode())
-            time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+    return gunicorn(url, workers=1, **env)
 
 
 def _request(base, method, path, key=None, body=None, timeout=PATIENCE):
