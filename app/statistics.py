@@ -184,6 +184,6 @@ def group_order(key):
 def series_groups(group_by, cells):
     """A bucket's groups from {key tuple: Cell}: one zero group when ungrouped."""
     if not group_by:
-        return [numbers(cells.get((), Cell()))]
+        return [numbers(cells[()] if () in cells else Cell())]
     return [{**dict(zip(group_by, key)), **numbers(cells[key])}
             for key in sorted(cells, key=group_order)]

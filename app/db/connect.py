@@ -41,7 +41,7 @@ def sqlite_pragmas():
 # the all-tenant, all-history answer takes 10 s at 4 MB and about 3 s at 64 MB.
 # A URL's own `options` (e.g. `?options=-c%20work_mem%3D16MB`) come after these
 # and win for each setting they name.
-POSTGRES_OPTIONS = "-c work_mem=64MB"
+POSTGRES_OPTIONS = "-c work_mem=64MB -c jit=off"
 
 
 # The URL schemes the service runs on, and the pooled playhouse scheme each

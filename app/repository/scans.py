@@ -13,6 +13,7 @@ why the answers are identical.
 """
 import itertools
 from dataclasses import dataclass
+from datetime import timezone
 
 from peewee import CTE, JOIN, SQL, Case, EnclosedNodeList, NodeList, PostgresqlDatabase, Select, fn
 
@@ -44,14 +45,12 @@ class Scan:
     def __post_init__(self):
         self._bucket = None
         if self.buckets is not None:
-            # VALUES (0, lo, hi), (1, lo, hi), ...: written as one SQL node
-            # because thousands of Peewee Value nodes take longer to render
-            # than the query takes to run.
-            param = database.param
-            rows = ", ".join([f"({i}, {param}, {param})" for i in range(len(self.buckets))])
-            bounds = [LlmCall.timestamp.db_value(moment)
-                      for b in self.buckets for moment in (b.start, b.end)]
-            self._bucket = CTE("bucket", SQL(f"VALUES {rows}", bounds), columns=("idx", "lo", "hi"))
+            # VALUES (0, lo, hi), (1, lo, hi), ... as literals of our own
+            # computed instants: thousands of bound parameters took longer to
+            # render (Peewee) and to rewrite (psycopg) than the query to run.
+            rows = ", ".join(f"({i}, {_timestamp(b.start)}, {_timestamp(b.end)})"
+                             for i, b in enumerate(self.buckets))
+            self._bucket = CTE("bucket", SQL(f"VALUES {rows}"), columns=("idx", "lo", "hi"))
 
     @property
     def key_columns(self):
@@ -80,6 +79,13 @@ class Scan:
         """One row per record: the key as k0, k1, ..., then `columns`."""
         key = [column.alias(f"k{i}") for i, column in enumerate(self.key_columns)]
         return self._source([*key, *columns], where)
+
+
+def _timestamp(moment):
+    """An aware instant as a literal that compares like the stored column: naive
+    UTC text as SQLite stores it, a typed TIMESTAMP on PostgreSQL."""
+    text = "'" + moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(" ") + "'"
+    return "TIMESTAMP " + text if isinstance(database.obj, PostgresqlDatabase) else text
 
 
 def _rows(query):
