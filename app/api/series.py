@@ -7,7 +7,7 @@ bucket's [start, end) restricted to the group (`app/statistics.py`).
 import datetime as dt
 
 from flask import current_app, g
-from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import Schema, ValidationError, fields, post_load, validate
 from webargs.fields import DelimitedList
 
 from .. import buckets
@@ -49,16 +49,13 @@ class SeriesArgs(WindowArgs):
     status = fields.List(fields.String(validate=validate.OneOf(["ok", "error"])), load_default=list,
                          metadata={"description": "Only records with this status."})
 
-    @validates_schema
-    def known_zone(self, data, **kwargs):
+    @post_load
+    def with_buckets(self, data, **kwargs):
+        """The zone, the defaults of the window (the 30 days up to now) and its buckets."""
         try:
             data["zone"] = buckets.zone(data["tz"])
         except ValueError as error:
             raise ValidationError(str(error), "tz") from None
-
-    @post_load
-    def with_buckets(self, data, **kwargs):
-        """Defaults of the window (the 30 days up to now) and its buckets."""
         data["to"] = data["to"] or _now_to_the_minute()
         data["from_"] = data["from_"] or data["to"] - DEFAULT_SPAN
         if data["to"] <= data["from_"]:

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 
 import psycopg
-from peewee import PostgresqlDatabase, SqliteDatabase
+from peewee import PostgresqlDatabase
 
 from .handle import Limits, database
 
@@ -77,11 +77,9 @@ def limited_transaction(seconds):
             if postgres:
                 db.set_local("statement_timeout", milliseconds(seconds))
                 yield
-            elif isinstance(db, SqliteDatabase):
+            else:  # SQLite, the only other engine open_database makes
                 with _sqlite_interrupted_at(db.connection(), ends):
                     yield
-            else:
-                yield
         finally:
             _transaction_limit.ends = None
 

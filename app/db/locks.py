@@ -3,7 +3,7 @@ import sqlite3
 from contextlib import contextmanager
 
 import psycopg
-from peewee import OperationalError, PostgresqlDatabase, SqliteDatabase
+from peewee import OperationalError, SqliteDatabase
 
 from .handle import database
 
@@ -27,10 +27,9 @@ def write_unless_locked(write):
         if isinstance(db, SqliteDatabase):
             with _sqlite_busy_timeout(db, 0), db.atomic():
                 write()
-        else:
+        else:  # PostgreSQL, the only other engine open_database makes
             with db.atomic():
-                if isinstance(db, PostgresqlDatabase):
-                    db.execute_sql("SET LOCAL lock_timeout = '1ms'")
+                db.set_local("lock_timeout", "1ms")
                 write()
     except OperationalError as error:
         if _lock_is_busy(error):
