@@ -128,16 +128,10 @@ def import_jsonl(lines, repository, progress=None):
         records = (schema.load(parse_json(line)) for line in spool if line.strip())
         rows = (to_row(record, record["tenant_id"]) for record in records)
         for chunk in chunked(rows, IMPORT_TRANSACTION_ROWS):  # a list: built before the lock
-            created, duplicates = repository.add_calls(sorted(chunk, key=_row_order))
+            created, duplicates = repository.add_calls(chunk)
             progress.created += created
             progress.duplicates += duplicates
     return progress.created, progress.duplicates
-
-
-def _row_order(row):
-    """One order for every transaction's rows: PostgreSQL takes their row locks
-    in it, so two transactions sharing call_ids cannot deadlock."""
-    return row["tenant"], str(row["call_id"])
 
 
 class CrossTenantWrite(Exception):
@@ -173,6 +167,4 @@ def ingest_batch(records, api_key, repository):
     elif any(r.get("tenant_id", api_key.tenant_id) != api_key.tenant_id for r in records):
         raise CrossTenantWrite(f"This key writes only for tenant {api_key.tenant_id!r}.")
     # Past the checks, a record's tenant is the one it names, else the key's.
-    rows = sorted((to_row(r, r.get("tenant_id", api_key.tenant_id)) for r in records),
-                  key=_row_order)
-    return repository.add_calls(rows)
+    return repository.add_calls([to_row(r, r.get("tenant_id", api_key.tenant_id)) for r in records])

@@ -5,6 +5,8 @@ accepted or refused for the same reasons by both.
 """
 import datetime as dt
 import json
+import re
+import uuid
 from decimal import Decimal
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
@@ -172,6 +174,90 @@ class CallRecordSchema(Schema):
             raise ValidationError("Required when status is 'error'.", "error_class")
         if data.get("status") == "ok" and error_class is not None:
             raise ValidationError("Must be absent when status is 'ok'.", "error_class")
+
+    def load(self, data, *, many=None, partial=None, unknown=None):
+        """`plainly_valid` first: a batch of 1000 records takes marshmallow
+        some 85 ms, about what PostgreSQL takes to store it (issue 10). A
+        record it does not vouch for, invalid or merely unusual, is loaded by
+        marshmallow, which has the last word and writes every error message.
+        `partial` and `unknown` cannot change the answer for a record that
+        has every field and no other."""
+        if not (many or self.many or self.only or self.exclude):
+            record = plainly_valid(data)
+            if record is not None:
+                return record
+        return super().load(data, many=many, partial=partial, unknown=unknown)
+
+
+# What CallRecordSchema checks, restated for plainly_valid: keep the two together.
+_FIELD_NAMES = frozenset(CallRecordSchema._declared_fields)
+_REQUIRED_NAMES = frozenset(name for name, field in CallRecordSchema._declared_fields.items()
+                            if field.required)
+_COUNTS = ("call_duration_ms", "input_tokens", "output_tokens")
+_TENANT_ID = re.compile(TENANT_ID_PATTERN)
+_OPERATION = re.compile(OPERATION_PATTERN)
+_ABSENT = object()
+
+
+def _storable_text(value):
+    """What `Text` and `validate.Length(1, 255)` accept."""
+    if type(value) is not str or not 0 < len(value) <= 255 or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plainly_valid(raw):
+    """The record `CallRecordSchema` loads from `raw`, computed directly (some
+    10 times faster), or None when `raw` is anything but plainly valid: a
+    value of an unexpected type, an invalid value, a missing or unknown key.
+
+    None sends `raw` to marshmallow, so this may refuse more than the schema
+    but must never accept more, nor answer differently
+    (tests/test_record_fast_path.py compares the two on hostile values).
+    """
+    if type(raw) is not dict or not _REQUIRED_NAMES <= raw.keys() <= _FIELD_NAMES:
+        return None
+    tenant_id = raw.get("tenant_id", _ABSENT)
+    if tenant_id is not _ABSENT and not (type(tenant_id) is str and _TENANT_ID.fullmatch(tenant_id)):
+        return None
+    operation = raw["operation"]
+    if not (type(operation) is str and _OPERATION.fullmatch(operation)):
+        return None
+    for name in _COUNTS:
+        count = raw[name]  # bool and Decimal are refused by type
+        if type(count) is not int or not 0 <= count <= MAX_INT:
+            return None
+    if not _storable_text(raw["model"]):
+        return None
+    status, error_class = raw["status"], raw.get("error_class")
+    if status == "ok":
+        if error_class is not None:
+            return None
+    elif status != "error" or not _storable_text(error_class):
+        return None
+    call_id, timestamp, cost = raw["call_id"], raw["timestamp"], raw["cost_usd"]
+    if type(call_id) is not str or type(timestamp) is not str or type(cost) not in (str, int, Decimal):
+        return None
+    try:
+        call_id = uuid.UUID(call_id)  # as fields.UUID
+        moment = dt.datetime.fromisoformat(timestamp)  # as fields.AwareDateTime(format="iso")
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            return None
+        moment = moment.astimezone(dt.timezone.utc)
+        cost = Decimal(str(cost))  # as fields.Decimal
+        if not cost.is_finite() or not 0 <= cost <= MAX_COST_USD:
+            return None
+        if cost.as_tuple().exponent < -6:  # else plainly at most 6 places
+            at_most_six_places(cost)
+    except (ValueError, TypeError, OverflowError, ArithmeticError, ValidationError):
+        return None
+    return {**raw, "call_id": call_id, "timestamp": moment, "cost_usd": cost}
 
 
 def to_row(record, tenant_id):
