@@ -126,13 +126,19 @@ def _series(args, tenant_ids, scope):
     filters = {d: args[d] for d in ("tenant_id", "operation", "model", "status") if args.get(d)}
     if tenant_ids is not None:
         filters["tenant_id"] = tenant_ids
-    series = current_app.extensions["usage_repository"].series(args["buckets"], group_by, filters)
-    rendered = [{"start": b.start.astimezone(zone).isoformat(), "end": b.end.astimezone(zone).isoformat(),
-                 "groups": groups} for b, groups in zip(args["buckets"], series)]
+    series = current_app.extensions["usage_repository"].series(
+        args["buckets"], group_by, filters, args["percentiles"])
+    # The buckets tile the window: each edge is one bucket's end and the next one's start.
+    bucket_list = args["buckets"]
+    edges = [b.start.astimezone(zone).isoformat() for b in bucket_list]
+    edges.append(bucket_list[-1].end.astimezone(zone).isoformat())
+    rendered = [{"start": start, "end": end, "groups": groups}
+                for start, end, groups in zip(edges, edges[1:], series)]
     if representations.wants_csv():
         return _series_csv(args, rendered, scope)
     return representations.json_response(blp, {
-        "from": args["from_"].isoformat(), "to": args["to"].isoformat(), "bucket": args["bucket"],
+        "from": args["from_"].isoformat(), "to": args["to"].isoformat(),
+        "percentiles": args["percentiles"], "bucket": args["bucket"],
         "tz": args["tz"], "group_by": group_by, "buckets": rendered})
 
 
