@@ -1,4 +1,4 @@
-"""Command line: `flask --app wsgi db|tenants|keys|calls ...`.
+"""Command line: `flask --app wsgi db|tenants|keys|calls|rollups ...`.
 
 Every failure a user can cause or meet (an invalid argument, a database that
 cannot be opened, a schema never migrated) ends the command with one line
@@ -14,6 +14,7 @@ from flask.cli import AppGroup
 from peewee import DatabaseError, InterfaceError
 
 from . import accounts, ingest
+from .repository import rollups
 from .db import database, open_database
 from .migrate import SchemaNotCurrent, require_current, upgrade
 
@@ -65,10 +66,11 @@ db_cli = AppGroup("db", help="Database schema.")
 tenants_cli = AppGroup("tenants", help="Tenants.")
 keys_cli = AppGroup("keys", help="API keys.")
 calls_cli = AppGroup("calls", help="LLM call records.")
+rollups_cli = AppGroup("rollups", help="Pre-aggregated cells for percentiles=approximate.")
 
 
 def register(app):
-    for group in (db_cli, tenants_cli, keys_cli, calls_cli):
+    for group in (db_cli, tenants_cli, keys_cli, calls_cli, rollups_cli):
         app.cli.add_command(group)
 
 
@@ -178,3 +180,48 @@ def calls_import(file):
                    "complete it.", err=True)
         raise
     click.echo(f"Imported: {progress.created} created, {progress.duplicates} duplicates.")
+
+
+@rollups_cli.command("rebuild")
+@needs_schema
+def rollups_rebuild():
+    """Recompute every rollup cell from the stored calls.
+
+    For calls stored before the rollups existed (migration 004), and after a
+    restore. One UTC month at a time, each in one transaction: ingestion
+    waits while a month is rebuilt (on SQLite, at most SQLITE_BUSY_TIMEOUT,
+    then its POST answers 503 and should be retried). Memory holds one day's
+    calls and one month's cells.
+    """
+    months = rollups.months_to_rebuild()
+    written = 0
+    with click.progressbar(months, label="Rebuilding rollups", file=sys.stderr,
+                           item_show_func=_month_label) as bar:
+        for month in bar:
+            written += rollups.rebuild_month(month)
+    rollups.mark_rebuilt()
+    click.echo(f"Rebuilt {written} rollup cell(s) over {len(months)} month(s).")
+
+
+@rollups_cli.command("verify")
+@needs_schema
+def rollups_verify():
+    """Compare every rollup cell with the stored calls; exit 1 on any difference."""
+    months = rollups.months_to_rebuild()
+    found = []
+    with click.progressbar(months, label="Verifying rollups", file=sys.stderr,
+                           item_show_func=_month_label) as bar:
+        for month in bar:
+            found += rollups.differences(month)
+    for (grain, start, *key), reason in found[:20]:
+        click.echo(f"{grain} {start.isoformat()} {' '.join(key)}: {reason}", err=True)
+    if found:
+        click.echo(f"{len(found)} rollup cell(s) differ from the calls; "
+                   "run `flask --app wsgi rollups rebuild`.", err=True)
+        sys.exit(1)
+    click.echo(f"Rollups match the calls ({len(months)} month(s)).")
+
+
+def _month_label(month):
+    return month.strftime("%Y-%m") if month else ""
+

@@ -14,6 +14,7 @@ from decimal import Decimal
 from peewee import (
     BigAutoField,
     BigIntegerField,
+    BlobField,
     BooleanField,
     CharField,
     DateTimeField,
@@ -99,3 +100,42 @@ class LlmCall(BaseModel):
 
     class Meta:
         table_name = "llm_call"
+
+
+class UsageRollup(BaseModel):
+    """A cell of pre-aggregated calls (migrations/004_usage_rollup.py, app/rollups.py)."""
+
+    id = BigAutoField()
+    grain = CharField(max_length=5)
+    cell_start = UtcDateTimeField()
+    tenant_id = CharField(max_length=64)
+    operation = CharField(max_length=64)
+    model = CharField(max_length=255)
+    status = CharField(max_length=8)
+    error_class = CharField(max_length=255)  # '' for ok calls
+    calls = BigIntegerField()
+    cost_micro_usd = BigIntegerField()
+    call_duration_sum = BigIntegerField()
+    call_duration_min = BigIntegerField()
+    call_duration_max = BigIntegerField()
+    call_duration_sketch = BlobField()
+    input_tokens_sum = BigIntegerField()
+    input_tokens_min = BigIntegerField()
+    input_tokens_max = BigIntegerField()
+    input_tokens_sketch = BlobField()
+    output_tokens_sum = BigIntegerField()
+    output_tokens_min = BigIntegerField()
+    output_tokens_max = BigIntegerField()
+    output_tokens_sketch = BlobField()
+
+    class Meta:
+        table_name = "usage_rollup"
+
+
+class UsageRollupState(BaseModel):
+    """One row: whether calls are stored that no cell holds yet (see migration 004)."""
+
+    needs_rebuild = BooleanField()
+
+    class Meta:
+        table_name = "usage_rollup_state"

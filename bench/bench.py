@@ -9,17 +9,26 @@ pragmas from the environment as the service does (SQLITE_SYNCHRONOUS,
 SQLITE_BUSY_TIMEOUT).
 
 1. seeds synthetic calls (default 1,000,000 over 50 tenants `bench-t000`... and
-   90 days ending now), replacing earlier `bench-*` calls (`--no-seed`: keep them);
+   90 days ending now), replacing earlier `bench-*` calls (`--no-seed`: keep them),
+   as raw rows, then rebuilds the rollups (`rollups rebuild`), reporting both rates;
 2. under gunicorn (2 workers), measures p50/p95 latency of GET /v1/usage (key of
    bench-t000) and GET /v1/usage/all (superuser key of `bench-ops`), last 30 days
    and all history, then of the series routes: /v1/usage/all/series over 30 days
-   by day grouped by tenant_id, and /v1/usage/series over 90 days by hour:
-   `--requests` sequential requests after one warm-up;
+   by day grouped by tenant_id, and /v1/usage/series over 90 days by hour, each
+   with percentiles=exact and =approximate: `--requests` sequential requests
+   after one warm-up;
 3. times the baseline, the same answer by hand-written SQL through the raw driver
    (sqlite3 / psycopg), same windows and repetitions;
 4. POSTs `--ingest-batches` batches of 1000 records to /v1/usage/calls (if it
    exists) and compares with raw INSERT ... ON CONFLICT DO NOTHING of as many rows
-   (executemany, one transaction per 1000 rows).
+   (executemany, one transaction per 1000 rows), for two shapes of batch: `live`
+   (one tenant's calls of the last 10 minutes, as the backend posts them) and
+   `backfill` (every tenant, spread over the last day). The raw insert keeps no
+   rollups; the service keeps them in the same transaction.
+
+`--ladder 10000,100000,1000000` runs 1-3 at each scale (the ingestion once, at
+the last) and then prints each measurement's growth from the smallest scale
+to the largest, and the approximate time as a share of the exact one.
 
 ratio = service time / baseline time (ingestion: raw rate / service rate, the
 same thing): 1.0 means no cost over the SQL itself, 3.0 three times as long. The
@@ -48,6 +57,7 @@ from peewee import PostgresqlDatabase
 from app import accounts, create_app
 from app.db import POSTGRES_OPTIONS, database, sqlite_pragmas
 from app.models import LlmCall, Tenant
+from app.repository import rollups
 
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
@@ -86,13 +96,14 @@ def synthetic_call(rng, tenants, now, span_s):
     }
 
 
-def seed(args, now):
+def seed(args, now, calls):
+    """Replace the bench calls by `calls` synthetic ones, then rebuild the rollups."""
     tenants = tenant_ids(args.tenants)
     existing = {t for (t,) in Tenant.select(Tenant.tenant_id).tuples()}
     for tenant_id in tenants + [SUPER_TENANT]:
         if tenant_id not in existing:
             accounts.create_tenant(tenant_id, allows_superusers=tenant_id == SUPER_TENANT)
-    if args.no_seed:
+    if args.no_seed and not args.ladder:
         return
     started = time.perf_counter()
     deleted = LlmCall.delete().where(LlmCall.tenant.startswith("bench-")).execute()
@@ -100,10 +111,10 @@ def seed(args, now):
         print(f"deleted {deleted:,} earlier bench calls in {time.perf_counter() - started:.1f} s")
     rng, span_s = random.Random(args.seed), args.days * 86400
     started, done = time.perf_counter(), 0
-    while done < args.calls:
+    while done < calls:
         with database.atomic():  # one transaction per 100,000 rows
             for _ in range(50):
-                size = min(CHUNK, args.calls - done)
+                size = min(CHUNK, calls - done)
                 if size <= 0:
                     break
                 created_at = dt.datetime.now(UTC)
@@ -112,11 +123,24 @@ def seed(args, now):
                 LlmCall.insert_many(rows).execute()
                 done += size
         if sys.stderr.isatty():
-            print(f"\r  seeded {done:,} / {args.calls:,}", end="", file=sys.stderr, flush=True)
+            print(f"\r  seeded {done:,} / {calls:,}", end="", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - started
     print(f"\r{'':40}\r" if sys.stderr.isatty() else "", end="", file=sys.stderr)
     print(f"seeded {done:,} calls over {args.tenants} tenants / {args.days} days "
           f"in {elapsed:.1f} s ({done / elapsed:,.0f} rows/s)")
+    rebuild_rollups()
+
+
+def rebuild_rollups():
+    """`flask rollups rebuild`, in process: the seeding bypassed the rollups."""
+    started = time.perf_counter()
+    months = rollups.months_to_rebuild()
+    cells = sum(rollups.rebuild_month(month) for month in months)
+    rollups.mark_rebuilt()
+    elapsed = time.perf_counter() - started
+    calls = LlmCall.select().count()
+    print(f"rollups rebuilt: {cells:,} cells from {calls:,} calls in {elapsed:.1f} s "
+          f"({calls / elapsed:,.0f} calls/s)")
 
 
 class Raw:
@@ -321,39 +345,73 @@ def iso(moment):
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def report(path, label, service, baseline):
+PRECISIONS = ("exact", "approximate")
+
+
+def report(results, row, service, baseline):
+    """Print one measurement and keep it in `results` {row: (p50, p95, baseline p50)}."""
     s50, s95, b50 = pct(service, 50), pct(service, 95), pct(baseline, 50)
-    print(f"{path:<22}{label:<17}{s50 * 1000:>10.1f} ms{s95 * 1000:>10.1f} ms"
+    results[row] = (s50, s95, b50)
+    path, label, precision = row
+    print(f"{path:<22}{label:<20}{precision:<13}{s50 * 1000:>10.1f} ms{s95 * 1000:>10.1f} ms"
           f"{b50 * 1000:>11.1f} ms{s50 / b50:>8.2f}")
 
 
 def measure_reads(args, base, raw, keys, now):
+    """{(endpoint, window, precision): (p50, p95, baseline p50)}, printed as measured."""
+    results = {}
     windows = {"30 days": (now - dt.timedelta(days=30), now), "all history": (None, None)}
     endpoints = {"/v1/usage": (keys["tenant"], "bench-t000"), "/v1/usage/all": (keys["super"], None)}
-    print(f"\n{'endpoint':<22}{'window':<17}{'service p50':>13}{'service p95':>13}"
+    print(f"\n{'endpoint':<22}{'window':<20}{'percentiles':<13}{'service p50':>13}{'service p95':>13}"
           f"{'baseline p50':>14}{'ratio':>8}")
     for path, (key, tenant) in endpoints.items():
         for label, (start, end) in windows.items():
-            query = urlencode({"from": iso(start), "to": iso(end)}) if start else ""
-            service = timed(lambda: http(base, path + ("?" + query if query else ""), key), args.requests)
             baseline = timed(lambda: baseline_answer(raw, tenant, (start, end)), args.requests)
-            report(path, label, service, baseline)
+            for precision in PRECISIONS:
+                query = urlencode({**({"from": iso(start), "to": iso(end)} if start else {}),
+                                   "percentiles": precision})
+                service = timed(lambda: http(base, f"{path}?{query}", key), args.requests)
+                report(results, (path, label, precision), service, baseline)
     series = [("/v1/usage/all/series", keys["super"], None, 30, "day", "tenant_id"),
               ("/v1/usage/series", keys["tenant"], "bench-t000", 90, "hour", None)]
     for path, key, tenant, days, unit, group in series:
         start = now - dt.timedelta(days=days)
-        query = urlencode({"from": iso(start), "to": iso(now), "bucket": unit, "group_by": group or ""})
-        service = timed(lambda: http(base, f"{path}?{query}", key), args.requests)
         baseline = timed(lambda: baseline_series(raw, tenant, (start, now), unit, group), args.requests)
-        report(path, f"{days} d by {unit}" + (f"/{group[:6]}" if group else ""), service, baseline)
+        for precision in PRECISIONS:
+            query = urlencode({"from": iso(start), "to": iso(now), "bucket": unit, "group_by": group or "",
+                               "percentiles": precision})
+            service = timed(lambda: http(base, f"{path}?{query}", key), args.requests)
+            label = f"{days} d by {unit}" + (f"/{group[:6]}" if group else "")
+            report(results, (path, label, precision), service, baseline)
+    return results
 
 
-def measure_ingestion(args, base, raw, keys, now):
-    tenants = tenant_ids(args.tenants)
+def report_growth(by_scale):
+    """How each measurement grows from the smallest scale to the largest."""
+    scales = sorted(by_scale)
+    smallest, largest = by_scale[scales[0]], by_scale[scales[-1]]
+    print(f"\ngrowth from {scales[0]:,} to {scales[-1]:,} calls (service p50, largest / smallest):")
+    for row in largest:
+        path, label, precision = row
+        if row in smallest:
+            exact = largest.get((path, label, "exact"))
+            share = f"   {largest[row][0] / exact[0]:.1%} of exact" if precision != "exact" and exact else ""
+            print(f"{path:<22}{label:<20}{precision:<13}{largest[row][0] / smallest[row][0]:>8.2f}x{share}")
+
+
+# Two shapes of batch: what the backend posts as calls happen (one tenant's
+# calls of the last 10 minutes: few rollup cells per batch), and a backfill
+# (every tenant, spread over a day: about two new or changed cells per call).
+INGESTION_SHAPES = {"live": (1, 600), "backfill": (None, 86400)}
+
+
+def measure_ingestion(args, base, raw, keys, now, shape):
+    tenant_count, span_s = INGESTION_SHAPES[shape]
+    tenants = tenant_ids(args.tenants)[:tenant_count]
     rng = random.Random()  # fresh call_ids on every run
     count = args.ingest_batches * BATCH
     # One warm-up batch, `count` calls over HTTP, `count` other calls through the raw driver.
-    calls = [synthetic_call(rng, tenants, now, 86400) for _ in range(BATCH + 2 * count)]
+    calls = [synthetic_call(rng, tenants, now, span_s) for _ in range(BATCH + 2 * count)]
 
     def record(call):
         rec = {"tenant_id": call["tenant"], "call_id": str(call["call_id"]),
@@ -396,7 +454,7 @@ def measure_ingestion(args, base, raw, keys, now):
         cursor.executemany(insert, rows[i:i + BATCH])
         cursor.execute("COMMIT")
     raw_rate = count / (time.perf_counter() - started)
-    print(f"\ningestion, {args.ingest_batches} batches of {BATCH} ({created:,} created):"
+    print(f"\ningestion ({shape}), {args.ingest_batches} batches of {BATCH} ({created:,} created):"
           f" service {service_rate:,.0f} calls/s, raw insert {raw_rate:,.0f} rows/s,"
           f" ratio {raw_rate / service_rate:.2f}")
 
@@ -410,7 +468,10 @@ def parse_args():
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_URL,
                         help="database to seed and measure (playhouse.db_url syntax); "
                              "BENCH_DATABASE_URL sets the default, DATABASE_URL is ignored")
-    parser.add_argument("--calls", type=int, default=1_000_000, help="calls to seed")
+    parser.add_argument("--calls", type=int, default=1_000_000, help="calls to seed (up to 10,000,000 and more)")
+    parser.add_argument("--ladder", metavar="N,N,...",
+                        help="scales to run one after the other, e.g. 10000,100000,1000000 (each "
+                             "re-seeds); then prints how each measurement grows (overrides --calls)")
     parser.add_argument("--tenants", type=int, default=50, help="tenants bench-t000... to spread them over")
     parser.add_argument("--days", type=int, default=90, help="days of history ending now")
     parser.add_argument("--seed", type=int, default=42, help="random seed of the synthetic calls")
@@ -428,32 +489,40 @@ def main():
     url = app.config["DATABASE_URL"]
     now = dt.datetime.now(UTC).replace(microsecond=0)
     upgrade_schema(url)
+    scales = [int(n) for n in args.ladder.split(",")] if args.ladder else [args.calls]
     with app.app_context():
         sqlite = "" if isinstance(database.obj, PostgresqlDatabase) else \
             f" (synchronous={sqlite_pragmas()['synchronous']})"
         print(f"database: {url}{sqlite}")
-        seed(args, now)
-        made = {"tenant": accounts.create_key("bench-t000", "bench"),
-                "super": accounts.create_key(SUPER_TENANT, "bench", is_superuser=True)}
-        keys = {role: key_string for role, (_, key_string) in made.items()}
-        total = LlmCall.select().count()
-    database.close()
-    print(f"llm_call holds {total:,} rows")
-    raw = Raw(url)
-    if raw.pg:
-        raw.conn.execute("VACUUM ANALYZE llm_call")  # what autovacuum does after a bulk load
-
-    with tempfile.TemporaryFile("w+") as log:
-        proc, base = start_gunicorn(url, log)
-        try:
-            measure_reads(args, base, raw, keys, now)
-            measure_ingestion(args, base, raw, keys, now)
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
-            with app.app_context():  # the keys served their purpose
-                for api_key, _ in made.values():
-                    accounts.revoke_key(api_key.key_id)
+    by_scale = {}
+    for number, calls in enumerate(scales):
+        with app.app_context():
+            seed(args, now, calls)
+            made = {"tenant": accounts.create_key("bench-t000", "bench"),
+                    "super": accounts.create_key(SUPER_TENANT, "bench", is_superuser=True)}
+            keys = {role: key_string for role, (_, key_string) in made.items()}
+            total = LlmCall.select().count()
+        database.close()
+        print(f"llm_call holds {total:,} rows")
+        raw = Raw(url)
+        if raw.pg:
+            raw.conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load
+        with tempfile.TemporaryFile("w+") as log:
+            proc, base = start_gunicorn(url, log)
+            try:
+                by_scale[total] = measure_reads(args, base, raw, keys, now)
+                if number == len(scales) - 1:
+                    for shape in INGESTION_SHAPES:
+                        measure_ingestion(args, base, raw, keys, now, shape)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+                raw.conn.close()
+                with app.app_context():  # the keys served their purpose
+                    for api_key, _ in made.values():
+                        accounts.revoke_key(api_key.key_id)
+    if len(by_scale) > 1:
+        report_growth(by_scale)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ the message where Werkzeug raises the error without one.
 from flask import current_app, request
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
+from ..repository.rollups import RollupsNotBuilt
 from .blueprint import json_error, too_large_message
 
 
@@ -24,6 +25,11 @@ def too_large(error):
     return json_error(413, too_large_message(current_app.config["MAX_CONTENT_LENGTH"]))
 
 
+def rollups_not_built(error):
+    return json_error(503, str(error))
+
+
 def register_error_handlers(app):
+    app.register_error_handler(RollupsNotBuilt, rollups_not_built)
     app.register_error_handler(NotFound, not_found)
     app.register_error_handler(RequestEntityTooLarge, too_large)

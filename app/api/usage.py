@@ -2,12 +2,13 @@
 import re
 
 from flask import current_app, g
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from ..auth import require_api_key, require_superuser
 from . import representations
 from .blueprint import Blueprint
 from ..records import UtcDateTime
+from ..repository import EXACT, PRECISIONS
 from ..statistics import Window
 
 blp = Blueprint("usage", __name__, url_prefix="/v1/usage",
@@ -44,6 +45,13 @@ class WindowArgs(Schema):
         load_default=None,
         metadata={"description": "Exclusive upper bound. " + WINDOW_RULE, "example": "2026-12-01T00:00:00Z"},
     )
+
+    percentiles = fields.String(
+        load_default=EXACT, validate=validate.OneOf(PRECISIONS),
+        metadata={"description": "`exact` (the default): percentiles of the window's records. "
+                                 "`approximate`: from rollups, each within 1% of the exact value, "
+                                 "at a cost that does not grow with the number of calls; every "
+                                 "other number is identical either way."})
 
     @validates_schema
     def to_after_from(self, data, **kwargs):
@@ -127,6 +135,8 @@ class WindowEchoSchema(Schema):
                             metadata={"description": "The `from` asked for, in UTC, or null."})
     to = fields.DateTime(format="iso", required=True, allow_none=True,
                          metadata={"description": "The `to` asked for, in UTC, or null."})
+    percentiles = fields.String(required=True, validate=validate.OneOf(PRECISIONS),
+                                metadata={"description": "How the percentiles were computed."})
 
 
 class TenantUsageSchema(UsageStatsSchema, WindowEchoSchema):
@@ -143,8 +153,8 @@ def _window(args):
     return Window(args["from_"], args["to"])
 
 
-def _echo(window):
-    return {"from_": window.start, "to": window.end}
+def _echo(window, args):
+    return {"from_": window.start, "to": window.end, "percentiles": args["percentiles"]}
 
 
 def _usage_csv(window, stats_list):
@@ -173,11 +183,12 @@ def _usage_csv(window, stats_list):
 @blp.errors(401, 422, 503)
 def tenant_usage(args):
     window = _window(args)
-    stats = current_app.extensions["usage_repository"].tenant_usage(g.api_key.tenant_id, window)
+    stats = current_app.extensions["usage_repository"].tenant_usage(
+        g.api_key.tenant_id, window, args["percentiles"])
     if representations.wants_csv():
         filename = f"usage_{g.api_key.tenant_id}_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
         return representations.csv_response(blp, *_usage_csv(window, [stats]), filename)
-    return {**_echo(window), **stats}, {"Vary": "Accept"}
+    return {**_echo(window, args), **stats}, {"Vary": "Accept"}
 
 
 @blp.route("/all")
@@ -195,8 +206,8 @@ def tenant_usage(args):
 @blp.errors(401, 422, 503, e403="The key is not a superuser key.")
 def all_usage(args):
     window = _window(args)
-    tenants, total = current_app.extensions["usage_repository"].all_usage(window)
+    tenants, total = current_app.extensions["usage_repository"].all_usage(window, args["percentiles"])
     if representations.wants_csv():
         filename = f"usage_all_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
         return representations.csv_response(blp, *_usage_csv(window, [*tenants, total]), filename)
-    return {**_echo(window), "tenants": tenants, "total": total}, {"Vary": "Accept"}
+    return {**_echo(window, args), "tenants": tenants, "total": total}, {"Vary": "Accept"}

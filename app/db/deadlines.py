@@ -13,10 +13,10 @@ import os
 import socket
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import psycopg
-from peewee import PostgresqlDatabase
+from peewee import PostgresqlDatabase, __exception_wrapper__
 
 from .handle import Limits, database
 
@@ -92,6 +92,50 @@ def _sqlite_interrupted_at(conn, ends):
         yield
     finally:
         conn.set_progress_handler(None, 0)
+
+
+def execute_many(sql, seq_of_params, returning=False):
+    """Run `sql` once per parameter tuple; with `returning`, return the rows
+    all the statements returned (RETURNING or SELECT), else the number of
+    rows they changed.
+
+    Peewee has no executemany; this gives it what `database.execute_sql`
+    gives a statement: driver errors become Peewee's (OperationalError is a
+    503), and on PostgreSQL one statement deadline watches all the round
+    trips, which psycopg pipelines. sqlite3's executemany cannot return
+    rows, so SQLite runs such a statement in a loop (in-process, no round trips).
+    """
+    db = database.obj
+    if not seq_of_params:
+        return [] if returning else 0
+    watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
+    with watched, __exception_wrapper__:
+        cursor = db.cursor()
+        if not returning:
+            cursor.executemany(sql, seq_of_params)
+            return cursor.rowcount
+        if not isinstance(db, PostgresqlDatabase):
+            return [row for params in seq_of_params for row in cursor.execute(sql, params).fetchall()]
+        cursor.executemany(sql, seq_of_params, returning=True)
+        rows = cursor.fetchall()
+        while cursor.nextset():
+            rows += cursor.fetchall()
+        return rows
+
+
+def fetch_all(query):
+    """All rows of a Peewee query; PostgreSQL sends them in its binary format,
+    so a bytea column arrives as bytes instead of hex text to decode
+    (measured: 60 ms against 5 ms of query for 2,400 rows of sketches)."""
+    db = database.obj
+    if not isinstance(db, PostgresqlDatabase):
+        return db.execute(query).fetchall()
+    sql, params = query.sql()
+    watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
+    with watched, __exception_wrapper__:
+        cursor = db.connection().cursor(binary=True)
+        cursor.execute(sql, params)
+        return cursor.fetchall()
 
 
 class _StatementDeadlines:

@@ -1,20 +1,25 @@
-"""The usage repository: the only package that builds SQL for llm_call.
+"""The usage repository: the only package that builds SQL for llm_call and usage_rollup.
 
 `UsageRepository` is the interface routes and the CLI use;
 `PeeweeUsageRepository` implements it on SQLite and PostgreSQL:
 
 - `scans`: aggregates and percentiles of llm_call rows per group, one
   statement each whatever the number of groups;
-- `writes`: ingestion (bulk, idempotent inserts).
+- `writes`: ingestion (bulk, idempotent inserts, and the rollups kept with them);
+- `rollups`: usage_rollup, the cells `percentiles=approximate` reads.
 
 Statistics take a fixed number of statements whatever the number of
 tenants, buckets and groups: per-tenant usage two (aggregates per
-(operation, model), percentiles), all-tenant usage three (aggregates per
+(operation, model), percentiles), all-tenant usage two (aggregates per
 (tenant, operation, model), percentiles per tenant and overall), a series
-two (aggregates and percentiles per (bucket, group)). Totals of coarser
+one (aggregates and percentiles per (bucket, group) together). Totals of coarser
 groups are sums of the finer ones, merged in Python; percentiles are not
-mergeable, so each level has its own statement. Each method runs in one
-statistics transaction (one snapshot, DB_STATISTICS_TIMEOUT in all).
+mergeable, so each level is sorted on its own (the tenants' and the
+overall ones in one statement, `scans.percentiles`). Each method runs in
+one statistics transaction (one snapshot, DB_STATISTICS_TIMEOUT in all).
+With `precision="approximate"` each method reads cells of usage_rollup and
+the raw rows of the window's edges instead: four statements, whose cost
+follows the number of cells, not of calls.
 """
 from typing import Protocol
 
@@ -24,7 +29,7 @@ from .. import statistics
 from ..db import statistics_transaction
 from ..models import LlmCall
 from ..statistics import BREAKDOWNS, Cell, Totals
-from . import scans
+from . import rollups, scans
 from .scans import Scan
 from .writes import add_calls
 
@@ -38,60 +43,82 @@ COLUMNS = {
 }
 
 
+# `precision` of the statistics: percentiles computed from the raw rows, or
+# estimated from rollups (app/statistics.py says what each means).
+EXACT, APPROXIMATE = PRECISIONS = ("exact", "approximate")
+
+
 class UsageRepository(Protocol):
-    def tenant_usage(self, tenant_id, window): ...
+    def tenant_usage(self, tenant_id, window, precision=EXACT): ...
 
-    def all_usage(self, window): ...
+    def all_usage(self, window, precision=EXACT): ...
 
-    def series(self, buckets, group_by, filters): ...
+    def series(self, buckets, group_by, filters, precision=EXACT): ...
 
     def add_calls(self, rows): ...
 
 
 class PeeweeUsageRepository:
     @statistics_transaction
-    def tenant_usage(self, tenant_id, window):
-        """The statistics object of one tenant: two statements."""
+    def tenant_usage(self, tenant_id, window, precision="exact"):
+        """The statistics object of one tenant: two statements (four approximate)."""
+        if precision == APPROXIMATE:
+            cells, (percentiles,) = rollups.approximate(
+                {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)],
+                [lambda key: ()])
+            cell, breakdowns = _merged((key[1:], c) for key, c in cells.items())
+            _set_percentiles(cell, percentiles.get(()))
+            return statistics.usage_stats(tenant_id, cell, breakdowns)
         where = _in_window(window) & (LlmCall.tenant == tenant_id)
         cell, breakdowns = _merged(scans.cells(Scan(where, (LlmCall.operation, LlmCall.model))).items())
         _set_percentiles(cell, scans.percentiles(Scan(where)).get(()))
         return statistics.usage_stats(tenant_id, cell, breakdowns)
 
     @statistics_transaction
-    def all_usage(self, window):
-        """(per-tenant statistics sorted by tenant_id, grand total): three statements."""
+    def all_usage(self, window, precision="exact"):
+        """(per-tenant statistics sorted by tenant_id, grand total): two
+        statements (four approximate)."""
+        if precision == APPROXIMATE:
+            cells, (tenant_percentiles, total_percentiles) = rollups.approximate(
+                {}, ("tenant_id", "operation", "model"), [(window.start, window.end)],
+                [lambda key: (key[1],), lambda key: ()])
+            return _all_usage({key[1:]: c for key, c in cells.items()},
+                              tenant_percentiles, total_percentiles.get(()))
         where = _in_window(window)
         finest = scans.cells(Scan(where, (LlmCall.tenant, LlmCall.operation, LlmCall.model)))
-        by_tenant = {}
-        for (tenant_id, *rest), cell in finest.items():
-            by_tenant.setdefault(tenant_id, {})[tuple(rest)] = cell
-        tenant_percentiles = scans.percentiles(Scan(where, (LlmCall.tenant,)))
-        tenants = []
-        for tenant_id in sorted(by_tenant):
-            cell, breakdowns = _merged(by_tenant[tenant_id].items())
-            _set_percentiles(cell, tenant_percentiles.get((tenant_id,)))
-            tenants.append(statistics.usage_stats(tenant_id, cell, breakdowns))
-        cell, breakdowns = _merged((tuple(key[1:]), c) for key, c in finest.items())
-        _set_percentiles(cell, scans.percentiles(Scan(where)).get(()))
-        return tenants, statistics.usage_stats(None, cell, breakdowns)
+        percentiles = scans.percentiles(Scan(where, (LlmCall.tenant,)), with_total=True)
+        return _all_usage(finest, percentiles, percentiles.get(()))
 
     @statistics_transaction
-    def series(self, buckets, group_by, filters):
-        """For each bucket, its groups (statistics.series_groups): two statements.
+    def series(self, buckets, group_by, filters, precision="exact"):
+        """For each bucket, its groups (statistics.bucket_groups): one statement
+        (four approximate).
 
         `filters`: {column name: [values]}, each meaning any of the values.
         """
-        # No window condition of its own: the buckets tile the window, and a
-        # constant range here would tempt SQLite to scan the whole window for
-        # every bucket instead of the bucket's own range (measured 7x slower).
+        if precision == APPROXIMATE:
+            cells, (percentiles,) = rollups.approximate(
+                filters, group_by, [(b.start, b.end) for b in buckets], [lambda key: key])
+            per_bucket = [{} for _ in buckets]
+            for key, cell in cells.items():
+                _set_percentiles(cell, percentiles.get(key))
+                per_bucket[key[0]][key[1:]] = cell
+            return [statistics.series_groups(group_by, cells) for cells in per_bucket]
+        # No window condition of its own: the buckets tile the window (the
+        # Scan bounds it where that helps), and a constant range here would
+        # tempt SQLite to scan the whole window for every bucket instead of
+        # the bucket's own range (measured 7x slower).
         where = SQL("1 = 1")
         for name, values in filters.items():
             where &= COLUMNS[name].in_(values)
         scan = Scan(where, tuple(COLUMNS[name] for name in group_by), buckets)
+        width = len(scan.key_columns)
+        rows = scans.series_rows(scan)
         per_bucket = [{} for _ in buckets]
-        for (index, *key), cell in scans.cells_with_percentiles(scan).items():
-            per_bucket[index][tuple(key)] = cell
-        return [statistics.series_groups(group_by, cells) for cells in per_bucket]
+        for row, numbers in zip(rows, statistics.numbers_of_rows(rows, width)):
+            per_bucket[row[0]][tuple(row[1:width])] = numbers
+        zero = statistics.numbers(Cell())
+        return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
 
     add_calls = staticmethod(add_calls)
 
@@ -103,6 +130,21 @@ def _in_window(window):
     if window.end is not None:
         condition &= LlmCall.timestamp < window.end
     return condition
+
+
+def _all_usage(finest, tenant_percentiles, total_percentiles):
+    """(tenants, total) from {(tenant, operation, model): Cell} and percentiles."""
+    by_tenant = {}
+    for (tenant_id, *rest), cell in finest.items():
+        by_tenant.setdefault(tenant_id, {})[tuple(rest)] = cell
+    tenants = []
+    for tenant_id in sorted(by_tenant):
+        cell, breakdowns = _merged(by_tenant[tenant_id].items())
+        _set_percentiles(cell, tenant_percentiles.get((tenant_id,)))
+        tenants.append(statistics.usage_stats(tenant_id, cell, breakdowns))
+    cell, breakdowns = _merged((tuple(key[1:]), c) for key, c in finest.items())
+    _set_percentiles(cell, total_percentiles)
+    return tenants, statistics.usage_stats(None, cell, breakdowns)
 
 
 def _merged(pairs):

@@ -1,0 +1,162 @@
+"""Rollups: what a cell is, and how a window is covered by cells and raw rows.
+
+A cell (table usage_rollup) aggregates the calls of one (tenant, operation,
+model, status, error_class) whose timestamp falls in one UTC hour, day or
+month: counts, cost, and per metric its sum, minimum, maximum and sketch
+(`app/sketch.py`). The three grains let any window be covered by few cells:
+a month of all tenants is one cell per key, not 720 hourly ones.
+
+Cells are kept by the transaction that inserts the calls, from the rows it
+actually created (`app/repository/rollups.py`), and can be recomputed from
+llm_call at any time (`flask --app wsgi rollups rebuild`); both build them
+with `CellBuilder`, so they cannot disagree.
+
+A window [start, end) is answered from the cells lying wholly inside it,
+the coarsest first, and from raw llm_call rows for the edges that no whole
+UTC hour covers (`cover`). So a day in Asia/Kolkata (+05:30) is 23 hourly
+cells and two half hours of raw rows; a day in Europe/Berlin two daily
+cells' worth of hours (or one UTC day and some hours); every number except
+the percentiles is then exactly what the raw rows give.
+"""
+import datetime as dt
+from dataclasses import dataclass
+
+from . import sketch
+
+GRAINS = ("hour", "day", "month")
+METRICS = ("call_duration", "input_tokens", "output_tokens")
+KEY = ("tenant_id", "operation", "model", "status", "error_class")
+# The open ends of a window, as instants aligned to every grain.
+BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
+END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
+
+
+def floor(moment, grain):
+    """The start of the UTC hour, day or month holding `moment` (aware, UTC)."""
+    moment = moment.replace(minute=0, second=0, microsecond=0)
+    if grain == "hour":
+        return moment
+    moment = moment.replace(hour=0)
+    return moment if grain == "day" else moment.replace(day=1)
+
+
+def following(start, grain):
+    """The start of the cell after the one starting at `start`."""
+    if grain == "hour":
+        return start + dt.timedelta(hours=1)
+    if grain == "day":
+        return start + dt.timedelta(days=1)
+    return (start + dt.timedelta(days=32)).replace(day=1)
+
+
+def ceil(moment, grain):
+    start = floor(moment, grain)
+    return start if start == moment else following(start, grain)
+
+
+@dataclass(frozen=True)
+class Cover:
+    """Cells ranges [(grain, lo, hi)]: the cells of `grain` with lo <= start < hi;
+    and raw ranges [(lo, hi)] of llm_call timestamps."""
+
+    cells: tuple
+    raw: tuple
+
+
+def cover(start, end):
+    """The cells and raw edges that together hold exactly the calls of [start, end).
+
+    Open ends (None) are the beginning and the end of time. Each level takes
+    the whole cells of its grain inside what the finer levels left: raw rows
+    up to the first whole hour, hours up to the first whole day, days up to
+    the first whole month, and the same backwards from `end`.
+    """
+    lo, hi = start or BEGINNING, end or END_OF_TIME
+    cells, raw = [], []
+    inner_lo, inner_hi = ceil(lo, "hour"), floor(hi, "hour")
+    if inner_lo >= inner_hi:  # no whole hour inside
+        return Cover((), ((lo, hi),))
+    raw = [(a, b) for a, b in ((lo, inner_lo), (inner_hi, hi)) if a < b]
+    for finer, coarser in (("hour", "day"), ("day", "month")):
+        next_lo, next_hi = ceil(inner_lo, coarser), floor(inner_hi, coarser)
+        if next_lo >= next_hi:  # no whole cell of the coarser grain inside
+            cells.append((finer, inner_lo, inner_hi))
+            return Cover(tuple(cells), tuple(raw))
+        cells += [(finer, a, b) for a, b in ((inner_lo, next_lo), (next_hi, inner_hi)) if a < b]
+        inner_lo, inner_hi = next_lo, next_hi
+    cells.append(("month", inner_lo, inner_hi))
+    return Cover(tuple(cells), tuple(raw))
+
+
+class Cell:
+    """A cell's numbers while they are being built or merged."""
+
+    __slots__ = ("calls", "cost", "sums", "mins", "maxs")
+
+    def __init__(self):
+        self.calls = self.cost = 0
+        self.sums, self.mins, self.maxs = [0, 0, 0], [None, None, None], [None, None, None]
+
+    def add(self, calls, cost, sums, mins, maxs):
+        self.calls += calls
+        self.cost += cost
+        for i in range(len(METRICS)):
+            self.sums[i] += sums[i]
+            self.mins[i] = mins[i] if self.mins[i] is None else min(self.mins[i], mins[i])
+            self.maxs[i] = maxs[i] if self.maxs[i] is None else max(self.maxs[i], maxs[i])
+
+
+class CellBuilder:
+    """Cells of calls, with their sketches.
+
+    `add(row)` takes an llm_call row (dict of LlmCall fields) and adds it to
+    its cell of each of `grains`; `cells()` gives {(grain, cell_start, *KEY
+    values): Cell}, `sketches()` {same key: [a sketch per metric]}.
+    """
+
+    def __init__(self, grains=GRAINS):
+        self._grains = grains
+        self._cells = {}
+        self._index = {}  # key -> number of the key, for the sketch groups
+        self._groups, self._values = [], []
+
+    def add(self, row):
+        key = (row["tenant"], row["operation"], row["model"], row["status"], row["error_class"] or "")
+        metrics = (row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
+        moment = row["timestamp"]
+        for grain in self._grains:
+            cell_key = (grain, floor(moment, grain), *key)
+            cell = self._cells.get(cell_key)
+            if cell is None:
+                cell = self._cells[cell_key] = Cell()
+                self._index[cell_key] = len(self._index)
+            cell.add(1, row["cost_micro_usd"], metrics, metrics, metrics)
+            group = self._index[cell_key] * len(METRICS)
+            self._groups += (group, group + 1, group + 2)
+            self._values += metrics
+
+    def cells(self):
+        return self._cells
+
+    def sketches(self):
+        sketches = sketch.SketchSet()
+        sketches.add_values(self._groups, self._values)
+        return _by_key(self._index, sketches.encoded())
+
+
+def merged(*sketch_maps):
+    """{key: [a sketch per metric]} of several such maps, added key by key."""
+    index, groups, parts = {}, [], []
+    for sketch_map in sketch_maps:
+        for key, sketches in sketch_map.items():
+            number = index.setdefault(key, len(index))
+            groups += [number * len(METRICS) + i for i in range(len(METRICS))]
+            parts += sketches
+    sketches = sketch.SketchSet()
+    sketches.add_sketches(groups, parts)
+    return _by_key(index, sketches.encoded())
+
+
+def _by_key(index, encoded):
+    return {key: [encoded.get(number * len(METRICS) + i, b"") for i in range(len(METRICS))]
+            for key, number in index.items()}

@@ -1,0 +1,128 @@
+"""Mergeable percentile sketches with a relative error of at most 1%.
+
+A sketch counts a metric's values per bin. The bins are fixed integer ranges
+[lo, hi], built once from integer arithmetic alone (no floating point, so
+every engine and every process bins a value identically): bin k starts at
+lo, its representative value is r = floor(lo * 1.01) and it ends at
+hi = floor(r / 0.99). Every integer v in [lo, hi] then has |r - v| <= 1% of
+v, whichever side of r it lies. Below 99 each bin holds one integer, so small
+values (token counts of short calls, zeros) stay exact; above, bins widen
+geometrically like DDSketch's (about 2% apart), so 977 bins cover the
+metrics' range (32-bit integers).
+
+Merging sketches is adding counts per bin, so cells of any size and place
+can be combined. The value at rank k of the merged values is the
+representative of the bin holding that rank: the true value at rank k lies
+in the same bin (bins are ordered like values), so the estimate is within 1%
+of it. `app/statistics.py` says how ranks become percentiles.
+
+Encoding (what the rollup table stores): the non-empty bins in increasing
+order as little-endian pairs (bin: uint16, count: uint64).
+"""
+import numpy as np
+
+PAIR = np.dtype([("bin", "<u2"), ("count", "<u8")])
+# Up to this many (group, bin) counters, merging counts into a dense array
+# (16 MB) beats sorting the pieces.
+DENSE_LIMIT = 2_000_000
+
+
+def _bins():
+    lows, representatives = [], []
+    low = 0
+    while low < 2 ** 32:  # metrics are 32-bit integers (app/records.py MAX_INT)
+        representative = low * 101 // 100
+        lows.append(low)
+        representatives.append(representative)
+        low = representative * 100 // 99 + 1
+    return np.array(lows, dtype=np.int64), np.array(representatives, dtype=np.int64)
+
+
+LOWS, REPRESENTATIVES = _bins()
+
+
+def bin_of(values):
+    """The bin of each non-negative integer in `values` (an array)."""
+    return np.searchsorted(LOWS, values, side="right") - 1
+
+
+def decode(sketch):
+    return np.frombuffer(sketch, dtype=PAIR)
+
+
+class SketchSet:
+    """Sketches of many groups at once, as flat arrays: group number, bin, count.
+
+    Built from stored sketches and from raw values alike, so one group may
+    receive several pieces; `values_at_ranks` merges them (adding counts per
+    bin) before reading ranks, all in a few vectorised passes.
+    """
+
+    def __init__(self):
+        self._groups, self._bins, self._counts = [], [], []
+
+    def add_sketches(self, groups, sketches):
+        """Stored sketches (bytes), the i-th belonging to group number groups[i]."""
+        if not sketches:
+            return
+        pairs = decode(b"".join(sketches))
+        lengths = np.fromiter((len(s) // PAIR.itemsize for s in sketches), dtype=np.int64, count=len(sketches))
+        self._groups.append(np.repeat(np.asarray(groups, dtype=np.int64), lengths))
+        self._bins.append(pairs["bin"].astype(np.int64))
+        self._counts.append(pairs["count"].astype(np.int64))
+
+    def add_values(self, groups, values):
+        """Raw values, the i-th belonging to group number groups[i]."""
+        if len(values):
+            self._groups.append(np.asarray(groups, dtype=np.int64))
+            self._bins.append(bin_of(np.asarray(values, dtype=np.int64)))
+            self._counts.append(np.ones(len(values), dtype=np.int64))
+
+    def _merged(self):
+        """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""
+        groups, bins, counts = (np.concatenate(parts) for parts in (self._groups, self._bins, self._counts))
+        codes = groups * len(LOWS) + bins
+        # bincount adds in float64: exact, as no count comes near 2**53 calls.
+        if codes.max() < DENSE_LIMIT:  # few groups: one counter per (group, bin), no sort
+            dense = np.bincount(codes, weights=counts)
+            codes = np.flatnonzero(dense)
+            counts = dense[codes].astype(np.int64)
+        else:
+            codes, at = np.unique(codes, return_inverse=True)
+            counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
+        return codes // len(LOWS), codes % len(LOWS), counts
+
+    def encoded(self):
+        """{group: its merged sketch as bytes}."""
+        if not self._groups:
+            return {}
+        groups, bins, counts = self._merged()
+        pairs = np.empty(len(bins), dtype=PAIR)
+        pairs["bin"], pairs["count"] = bins, counts
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        ends = np.r_[starts[1:], len(groups)]
+        return {group: pairs[start:end].tobytes()
+                for group, start, end in zip(groups[starts].tolist(), starts.tolist(), ends.tolist())}
+
+    def values_at_ranks(self, ranks_of):
+        """{group: (n, {rank: estimated value})} for each group with values.
+
+        `ranks_of(sizes)`: for an array of group sizes, the zero-based ranks
+        wanted of each group, as a list of arrays (one per rank wanted, one
+        entry per group); ranks >= n read the last value.
+        """
+        if not self._groups:
+            return {}
+        groups, bins, counts = self._merged()
+        cumulative = np.cumsum(counts)
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        ends = np.r_[starts[1:], len(groups)]
+        before = np.r_[0, cumulative[:-1]][starts]  # values of the groups sorted before
+        sizes = cumulative[ends - 1] - before
+        ranks = np.minimum(np.column_stack(ranks_of(sizes)).astype(np.int64), (sizes - 1)[:, None])
+        # The value of rank r is in the first bin whose running count exceeds r.
+        at = np.searchsorted(cumulative, ranks + before[:, None], side="right")
+        values = REPRESENTATIVES[bins[at]]
+        return {group: (n, dict(zip(group_ranks, group_values)))
+                for group, n, group_ranks, group_values
+                in zip(groups[starts].tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}

@@ -1,0 +1,289 @@
+"""Rollups and `percentiles=approximate`.
+
+Every number but the percentiles must be what the exact path gives, and
+each percentile within 1% of the exact one. Expected values are computed
+here from the records the test stored (tests/expected.py), never by the
+service; the cells themselves are checked against sums computed here too.
+"""
+import datetime as dt
+import json
+import threading
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from app.db import database
+from app.models import LlmCall, UsageRollup
+from app.records import CallRecordSchema, to_row
+from app.migrate import _router, upgrade
+from conftest import Keys, auth, build_app, gunicorn
+from data import UTC, random_records, record, seeded, store, to_json
+from expected import expected_stats, group_stats, in_window
+from test_series import check_calendar, local_key, parse, utc
+from test_usage_stats import count_statements
+
+START = dt.datetime(2026, 1, 20, 7, 13, 5, tzinfo=UTC)
+END = dt.datetime(2026, 4, 9, 16, 41, 59, tzinfo=UTC)
+METRICS = ("call_duration", "input_tokens", "output_tokens")
+
+
+def adversarial_records(rng):
+    """Distributions that break careless sketches: heavy tails, many equal
+    values, zeros, a tenant with one record, values at bin edges."""
+    records = random_records(rng, ["t-a", "t-b", "t-c"], 700, START, END)
+    span = int((END - START).total_seconds())
+
+    def at():
+        return START + dt.timedelta(seconds=rng.randrange(span))
+
+    for _ in range(150):  # heavy tail: Pareto durations up to 2**31 - 1
+        records.append(record("t-heavy", at(), duration=min(int(rng.paretovariate(0.6)), 2**31 - 1),
+                              input_tokens=min(int(rng.paretovariate(0.9) * 50), 2**31 - 1),
+                              output_tokens=rng.choice([0, 1, 99, 100, 101, 2**31 - 1])))
+    for _ in range(120):  # a handful of repeated values, zeros among them
+        records.append(record("t-equal", at(), duration=rng.choice([0, 7, 7, 7, 1000]),
+                              input_tokens=rng.choice([0, 0, 5]), output_tokens=0))
+    records.append(record("t-single", at(), duration=123_457, input_tokens=98_765, output_tokens=3))
+    return records
+
+
+@pytest.fixture
+def stored(app, keys):
+    records = adversarial_records(seeded(10))
+    for tenant_id in sorted({r["tenant_id"] for r in records}):
+        keys.tenant(tenant_id)
+    store(app, records)
+    return records
+
+
+def assert_close(actual, expected):
+    """Every number exact but the percentiles, which are within 1%."""
+    for key in ("tenant_id", "total_calls", "failed_calls", "total_cost_usd", "by_operation", "by_model"):
+        if key in expected:
+            assert actual[key] == expected[key], key
+    for metric in METRICS:
+        for stat, value in expected[metric].items():
+            got = float(actual[metric][stat])
+            if stat.startswith("p"):
+                assert abs(got - value) <= 0.01 * value + 1e-9, (metric, stat, got, value)
+            else:
+                assert got == pytest.approx(value, rel=1e-12, abs=1e-12), (metric, stat)
+
+
+def get(client, path, key, **params):
+    response = client.get(path, headers=auth(key), query_string=params)
+    assert response.status_code == 200, response.data
+    return json.loads(response.data, parse_float=Decimal)
+
+
+def random_windows(rng):
+    """Windows at odd seconds, on hour, day and month boundaries, and open ones."""
+    span = int((END - START).total_seconds())
+    windows = [(None, None), (None, dt.datetime(2026, 3, 1, tzinfo=UTC)),
+               (dt.datetime(2026, 2, 1, tzinfo=UTC), dt.datetime(2026, 4, 1, tzinfo=UTC)),
+               (dt.datetime(2026, 2, 3, 5, tzinfo=UTC), None)]
+    for _ in range(8):
+        a, b = sorted(rng.sample(range(span), 2))
+        windows.append((START + dt.timedelta(seconds=a), START + dt.timedelta(seconds=b)))
+    return windows
+
+
+def window_params(start, end):
+    return {name: moment.isoformat() for name, moment in (("from", start), ("to", end)) if moment}
+
+
+def test_approximate_usage_is_exact_but_for_percentiles_within_one_percent(app, client, keys, stored):
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    tenant_keys = {t: keys.key(t) for t in ("t-a", "t-heavy", "t-equal", "t-single")}
+    for start, end in random_windows(seeded(11)):
+        params = {**window_params(start, end), "percentiles": "approximate"}
+        for tenant_id, key in tenant_keys.items():
+            body = get(client, "/v1/usage", key, **params)
+            assert body["percentiles"] == "approximate"
+            assert_close(body, expected_stats(stored, tenant_id, start, end))
+        body = get(client, "/v1/usage/all", superuser, **params)
+        tenants = sorted({r["tenant_id"] for r in stored if in_window(r, start, end)})
+        assert [t["tenant_id"] for t in body["tenants"]] == tenants
+        for stats in body["tenants"]:
+            assert_close(stats, expected_stats(stored, stats["tenant_id"], start, end))
+        assert_close(body["total"], expected_stats(stored, None, start, end))
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Asia/Kathmandu"])
+def test_approximate_series_in_any_zone(app, client, keys, stored, zone):
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    tz = ZoneInfo(zone)
+    windows = [(dt.datetime(2026, 3, 27, 22, 17, tzinfo=UTC), dt.datetime(2026, 3, 31, 3, 2, tzinfo=UTC), "hour"),
+               (START, END, "day"), (START, END, "week"), (START, END, "month")]
+    for start, end, unit in windows:
+        body = get(client, "/v1/usage/all/series", superuser, **window_params(start, end), bucket=unit,
+                   tz=zone, group_by="model", percentiles="approximate")
+        check_calendar(body["buckets"], start, end, unit, tz)
+        for bucket in body["buckets"]:
+            lo, hi = utc(bucket["start"]), utc(bucket["end"])
+            chosen = [r for r in stored if in_window(r, lo, hi)]
+            models = sorted({r["model"] for r in chosen})
+            assert [g["model"] for g in bucket["groups"]] == models
+            for group in bucket["groups"]:
+                assert_close(group, group_stats([r for r in chosen if r["model"] == group["model"]]))
+            assert all(local_key(r["timestamp"], unit, tz) == local_key(lo, unit, tz) for r in chosen)
+
+
+def test_approximate_series_runs_a_fixed_number_of_statements(app, client, keys, stored):
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    get(client, "/v1/usage/all", superuser)  # refreshes last_used_at, which then waits a minute
+    for unit, tz in (("day", "UTC"), ("hour", "Asia/Kolkata"), ("week", "America/St_Johns")):
+        count, _ = count_statements(client, "/v1/usage/all/series", superuser, bucket=unit, tz=tz,
+                                    group_by="tenant_id,status", percentiles="approximate",
+                                    **window_params(START, END))
+        # The key lookup, the rollups' state, then at most eight: totals and
+        # sketches of the cells of each grain, totals and values of raw edges.
+        assert count <= 10, (unit, tz, count)
+
+
+def expected_cells(records, grain):
+    """{(cell start, tenant, operation, model, status, error_class): (calls, cost, duration sum)}."""
+    cells = {}
+    for r in records:
+        t = r["timestamp"].replace(minute=0, second=0, microsecond=0)
+        if grain != "hour":
+            t = t.replace(hour=0)
+        if grain == "month":
+            t = t.replace(day=1)
+        key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
+        calls, cost, duration = cells.get(key, (0, 0, 0))
+        cells[key] = (calls + 1, cost + int(r["cost_usd"] * 1_000_000), duration + r["call_duration_ms"])
+    return cells
+
+
+def stored_cells(app, grain):
+    with app.app_context():
+        query = (UsageRollup
+                 .select(UsageRollup.cell_start, UsageRollup.tenant_id, UsageRollup.operation,
+                         UsageRollup.model, UsageRollup.status, UsageRollup.error_class,
+                         UsageRollup.calls, UsageRollup.cost_micro_usd, UsageRollup.call_duration_sum)
+                 .where(UsageRollup.grain == grain)
+                 .tuples())
+        return {tuple(row[:6]): tuple(row[6:]) for row in query}
+
+
+def assert_cells_match(app, records):
+    for grain in ("hour", "day", "month"):
+        assert stored_cells(app, grain) == expected_cells(records, grain), grain
+
+
+def test_duplicates_change_no_cell(app, stored):
+    assert_cells_match(app, stored)
+    created, duplicates = store(app, stored[:300])
+    assert (created, duplicates) == (0, 300)
+    assert_cells_match(app, stored)
+
+
+def insert_bypassing_rollups(app, records):
+    """Calls stored as before the rollups existed (or restored from a dump)."""
+    schema = CallRecordSchema()
+    with app.app_context(), database.atomic():
+        LlmCall.insert_many([to_row(schema.load(to_json(r)), r["tenant_id"]) for r in records]).execute()
+
+
+def test_rebuild_recomputes_cells_and_verify_tells(app, runner, keys, stored):
+    keys.tenant("t-late")
+    later = random_records(seeded(12), ["t-a", "t-late"], 200, START, END)
+    insert_bypassing_rollups(app, later)
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 1
+    assert "differ from the calls" in result.output and "rollups rebuild" in result.output
+    result = runner.invoke(args=["rollups", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "Rebuilt" in result.output
+    assert_cells_match(app, stored + later)
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output
+    assert "Rollups match the calls (4 month(s))" in result.output
+    with app.app_context():  # a damaged cell is found
+        database.execute_sql("UPDATE usage_rollup SET calls = calls + 1 WHERE id = (SELECT MIN(id) FROM usage_rollup)")
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 1 and "numbers" in result.output
+
+
+def post(base, key, body):
+    """POST a batch, retrying a 503 (a busy database) as a client would."""
+    request = urllib.request.Request(base + "/v1/usage/calls", data=json.dumps(body).encode(),
+                                     headers={**auth(key), "Content-Type": "application/json"})
+    for _ in range(20):
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code != 503:
+                raise
+    raise AssertionError("still 503 after 20 tries")
+
+
+def test_concurrent_overlapping_retried_batches_keep_cells_exact(app, runner, keys):
+    """Several workers store overlapping batches at once, each sent twice:
+    the cells equal sums over the distinct calls, and `rollups verify` agrees."""
+    keys.tenant("ops", allows_superusers=True)
+    keys.tenant("t-a")
+    keys.tenant("t-b")
+    superuser = keys.key("ops", superuser=True)
+    # Recent calls in few cells, so that batches contend for the same ones.
+    now = dt.datetime(2026, 5, 3, 10, 0, tzinfo=UTC)
+    records = random_records(seeded(13), ["t-a", "t-b"], 600, now, now + dt.timedelta(hours=3))
+    batches = [records[i:i + 150] for i in range(0, 600, 75)]  # each record in two batches
+    errors = []
+
+    def send(batch):
+        try:
+            post(base, superuser, {"calls": [to_json(r) for r in batch]})
+        except Exception as error:  # reported below
+            errors.append(error)
+
+    with gunicorn(app.config["DATABASE_URL"], workers=4, SQLITE_BUSY_TIMEOUT="10000") as base:
+        threads = [threading.Thread(target=send, args=(batch,)) for batch in batches + batches[::-1]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert not errors
+    with app.app_context():
+        assert LlmCall.select().count() == len(records)
+    assert_cells_match(app, records)
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output
+
+
+def test_unknown_precision_is_a_422_naming_it(client, keys):
+    keys.tenant("t-a")
+    response = client.get("/v1/usage", headers=auth(keys.key("t-a")), query_string={"percentiles": "fast"})
+    assert response.status_code == 422
+    assert "percentiles" in response.get_json()["errors"]["query"]
+
+
+def test_calls_stored_before_the_rollups_need_a_rebuild_first(database_url, tmp_path):
+    """Migration 004 on a database already holding calls: approximate answers
+    503 naming the command until `rollups rebuild` has run; exact works."""
+    app = build_app(database_url, tmp_path, migrate=False)
+    with app.app_context():
+        _router(database.obj).run("003_covering_indexes_with_model")
+    keys = Keys(app)
+    keys.tenant("t-a")
+    key = keys.key("t-a")
+    records = random_records(seeded(14), ["t-a"], 50, START, END)
+    insert_bypassing_rollups(app, records)
+    with app.app_context():
+        upgrade(database.obj)
+    client = app.test_client()
+    response = client.get("/v1/usage", headers=auth(key), query_string={"percentiles": "approximate"})
+    assert response.status_code == 503
+    assert "flask --app wsgi rollups rebuild" in response.get_json()["message"]
+    assert_close(get(client, "/v1/usage", key), expected_stats(records, "t-a"))
+    result = app.test_cli_runner().invoke(args=["rollups", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert_close(get(client, "/v1/usage", key, percentiles="approximate"), expected_stats(records, "t-a"))
