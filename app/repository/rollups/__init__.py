@@ -1,0 +1,15 @@
+"""SQL for usage_rollup, the cells `percentiles=approximate` reads.
+
+What a cell is and how a window is covered: `app/rollups.py`.
+
+- `cells`: the table's columns, bulk inserts and updates of cells;
+- `keep`: `add`, run by ingestion in the transaction that stores the calls;
+- `rebuild`: recomputing cells from llm_call (`rollups rebuild|verify`);
+- `read`: `approximate`, statistics of windows from cells and raw edges.
+"""
+from .keep import add
+from .read import RollupsNotBuilt, approximate
+from .rebuild import differences, mark_rebuilt, months_to_rebuild, rebuild_month
+
+__all__ = ["RollupsNotBuilt", "add", "approximate", "differences", "mark_rebuilt", "months_to_rebuild",
+           "rebuild_month"]

@@ -1,0 +1,178 @@
+"""Reading windows from cells, and from raw calls for their edges: `approximate`."""
+from peewee import CTE, JOIN, SQL, Case, Select, fn
+
+from ... import statistics
+from ...db import database, fetch_all
+from ...models import LlmCall, UsageRollup, UsageRollupState
+from ...rollups import GRAINS, METRICS, cover, following
+from ...sketch import SketchSet
+from .. import scans
+from ..scans import Scan, values_list
+from .cells import SKETCHES
+
+
+class RollupsNotBuilt(Exception):
+    """Calls were stored before the rollups existed, and no rebuild has run since."""
+
+    def __str__(self):
+        return ("percentiles=approximate needs the rollups, which are not built yet: run "
+                "`flask --app wsgi rollups rebuild`. percentiles=exact works meanwhile.")
+
+
+def approximate(filters, key_names, windows, levels):
+    """Statistics of each window from cells, and raw rows for the edges.
+
+    `filters` {column name: [values]}; `key_names` the group key (column
+    names); `windows` [(start, end)], open ends None. Returns ({(window index,
+    *key): Cell}, [{level key: {metric: {pct: value}}} for each of
+    `levels`]), a level being a function from (window index, *key) to the
+    key its percentiles are merged by (sketches merge; exact percentiles do
+    not). Every number but the percentiles is exact. At most nine
+    statements: the rollups' state, then the totals and the sketches of the
+    cells of each grain, and the totals and values of the raw edges.
+    """
+    needs_rebuild, first_month, last_month = _state_and_months()
+    if needs_rebuild:
+        raise RollupsNotBuilt()
+    covers = [cover(start, end) for start, end in windows]
+    cell_ranges = [(i, grain, max(lo, first_month) if grain == "month" else lo,
+                    min(hi, following(last_month, "month")) if grain == "month" else hi)
+                   for i, c in enumerate(covers) for grain, lo, hi in c.cells
+                   if grain != "month" or first_month is not None]
+    raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
+    cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
+
+    def add_to_sketches(keys, columns, add):
+        """Each key's row to the sketch group of its level key, in every level."""
+        for level, level_groups in zip(levels, groups):
+            numbers = [_group_number(groups, level_groups, level(key)) for key in keys]
+            for m, column in enumerate(columns):
+                add([number * len(METRICS) + m for number in numbers], column)
+
+    for grain in GRAINS:  # one grain at a time: see _CellSource
+        starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
+                  for start in _starts(grain, lo, hi)]
+        if not starts:
+            continue
+        source = _CellSource(filters, key_names, grain, starts)
+        for key, cell in scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width).items():
+            cells.setdefault(key, statistics.Cell()).add(cell)
+        rows = fetch_all(source.sketches())
+        add_to_sketches([tuple(row[:source.width]) for row in rows],
+                        [[row[source.width + m] for row in rows] for m in range(len(METRICS))],
+                        sketches.add_sketches)
+    if raw_ranges:
+        scan = Scan(_raw_filters(filters), tuple(_raw_column(name) for name in key_names), ranges=raw_ranges)
+        for key, cell in scans.cells(scan).items():
+            cells.setdefault(key, statistics.Cell()).add(cell)
+        rows = database.execute(scan.rows(*scans.METRIC_COLUMNS.values(), where=scans.OK)).fetchall()
+        width = len(scan.key_columns)
+        add_to_sketches([tuple(row[:width]) for row in rows],
+                        [[row[width + m] for row in rows] for m in range(len(METRICS))],
+                        sketches.add_values)
+    estimates = sketches.values_at_ranks(statistics.ranks_needed)
+    percentiles = [{} for _ in levels]
+    for level_percentiles, level_groups in zip(percentiles, groups):
+        for level_key, number in level_groups.items():
+            level_percentiles[level_key] = {
+                name: statistics.percentiles_from_ranks(*estimates[number * len(METRICS) + m])
+                for m, name in enumerate(METRICS) if number * len(METRICS) + m in estimates}
+    return cells, percentiles
+
+
+def _state_and_months():
+    """(needs rebuild, first and last month holding cells, or None): one statement."""
+    def month_cell(pick):
+        return (UsageRollup.select(pick(UsageRollup.cell_start))
+                .where(UsageRollup.grain == "month"))
+    row = (UsageRollupState
+           .select(UsageRollupState.needs_rebuild, month_cell(fn.MIN), month_cell(fn.MAX))
+           .tuples()
+           .get())
+    needs_rebuild, first, last = row
+    if first is None:
+        return bool(needs_rebuild), None, None
+    return (bool(needs_rebuild), UsageRollup.cell_start.python_value(first),
+            UsageRollup.cell_start.python_value(last))
+
+
+def _starts(grain, lo, hi):
+    """The starts of the cells of `grain` in [lo, hi)."""
+    starts = []
+    while lo < hi:
+        starts.append(lo)
+        lo = following(lo, grain)
+    return starts
+
+
+def _group_number(groups, level_groups, level_key):
+    """A number for (level, level key), unique across all levels."""
+    if level_key not in level_groups:
+        level_groups[level_key] = sum(len(g) for g in groups)
+    return level_groups[level_key]
+
+
+def _raw_column(name):
+    return getattr(LlmCall, "tenant" if name == "tenant_id" else name)
+
+
+def _raw_filters(filters):
+    where = SQL("1 = 1")
+    for name, values in filters.items():
+        where &= _raw_column(name).in_(values)
+    return where
+
+
+class _CellSource:
+    """The cells of one grain starting at given instants [(window index,
+    cell start)], grouped by (window index, *key).
+
+    The cells are named by their starts (an equality join, at most one cell
+    start per hour, day or month of the window), not by ranges: PostgreSQL
+    planned a range join as a nested loop testing every (cell, range) pair
+    (31 million for an hourly series: 8 s), and with the grain a column of
+    the list, as a hash join on it that did the same."""
+
+    def __init__(self, filters, key_names, grain, starts):
+        self.range = range_cte = CTE("cover", values_list(starts), columns=("idx", "cell_start"))
+        self.key = [range_cte.c.idx, *(_rollup_column(name) for name in key_names)]
+        self.width = len(self.key)
+        self.where = (UsageRollup.grain == grain) & (UsageRollup.cell_start == range_cte.c.cell_start)
+        for name, values in filters.items():
+            self.where &= _rollup_column(name).in_(values)
+
+    def _select(self, columns, where):
+        return (Select(from_list=[self.range], columns=[*self.key, *columns])
+                .with_cte(self.range)
+                .join(UsageRollup, JOIN.CROSS)
+                .where(where)
+                .bind(database))
+
+    def totals(self):
+        """Rows as scans.cells_of_rows reads them: counts over all calls, the rest over ok ones."""
+        ok = UsageRollup.status == "ok"
+
+        def of_ok(column):
+            return Case(None, [(ok, column)])
+
+        columns = [fn.SUM(UsageRollup.calls),
+                   fn.SUM(Case(None, [(UsageRollup.status == "error", UsageRollup.calls)], 0)),
+                   fn.SUM(of_ok(UsageRollup.calls)),
+                   fn.SUM(of_ok(UsageRollup.cost_micro_usd))]
+        for metric in METRICS:
+            columns += [fn.SUM(of_ok(getattr(UsageRollup, f"{metric}_sum"))),
+                        fn.MIN(of_ok(getattr(UsageRollup, f"{metric}_min"))),
+                        fn.MAX(of_ok(getattr(UsageRollup, f"{metric}_max")))]
+        return self._select(columns, self.where).group_by(*self.key)
+
+    def sketches(self):
+        """One row per ok cell: (window index, *key, three sketches)."""
+        columns = [getattr(UsageRollup, name) for name in SKETCHES]
+        return self._select(columns, self.where & (UsageRollup.status == "ok"))
+
+
+def _rollup_column(name):
+    """As llm_call has it: error_class NULL for ok calls (the cells store '')."""
+    if name == "error_class":
+        return fn.NULLIF(UsageRollup.error_class, "")
+    return getattr(UsageRollup, name)

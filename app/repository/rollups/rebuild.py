@@ -1,0 +1,134 @@
+"""Recomputing cells from llm_call: `rollups rebuild` and `rollups verify`."""
+from peewee import PostgresqlDatabase, fn
+
+from ...db import database
+from ...models import LlmCall, UsageRollup, UsageRollupState
+from ...rollups import Cell, CellBuilder, following, merged
+from ...rollups import floor as rollup_floor
+from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, numbers_of
+
+
+def mark_rebuilt():
+    """Every month is rebuilt: cells hold every call."""
+    UsageRollupState.update(needs_rebuild=False).execute()
+
+
+def months_to_rebuild():
+    """The UTC months holding calls or cells, oldest first (as their first instants)."""
+    ends = [LlmCall.timestamp.python_value(moment)
+            for model, column in ((LlmCall, LlmCall.timestamp), (UsageRollup, UsageRollup.cell_start))
+            for moment in model.select(fn.MIN(column), fn.MAX(column)).scalar(as_tuple=True)
+            if moment is not None]
+    if not ends:
+        return []
+    months, month, last = [], rollup_floor(min(ends), "month"), max(ends)
+    while month <= last:
+        months.append(month)
+        month = following(month, "month")
+    return months
+
+
+def recomputed(month):
+    """The cells of `month` recomputed from llm_call, a UTC day at a time.
+
+    Yields (grains, start, end, {key: (Cell, sketches)}): the hours and the
+    day of each day, then the month. Memory: one day's calls and the month's
+    cells.
+    """
+    month_cells, month_sketches = {}, {}
+    day, month_end = month, following(month, "month")
+    while day < month_end:
+        next_day = following(day, "day")
+        builder, month_builder = CellBuilder(("hour", "day")), CellBuilder(("month",))
+        for row in _calls_between(day, next_day):
+            builder.add(row)
+            month_builder.add(row)
+        sketches = builder.sketches()
+        yield ("hour", "day"), day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
+        for key, cell in month_builder.cells().items():
+            month_cells.setdefault(key, Cell()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
+        month_sketches = merged(month_sketches, month_builder.sketches())
+        day = next_day
+    yield ("month",), month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
+
+
+CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,
+               "status": LlmCall.status, "error_class": LlmCall.error_class,
+               "timestamp": LlmCall.timestamp, "cost_micro_usd": LlmCall.cost_micro_usd,
+               "call_duration_ms": LlmCall.call_duration_ms, "input_tokens": LlmCall.input_tokens,
+               "output_tokens": LlmCall.output_tokens}
+
+
+def _calls_between(start, end):
+    """llm_call rows (dicts of the fields cells need) with start <= timestamp < end."""
+    query = (LlmCall
+             .select(*CALL_FIELDS.values())
+             .where((LlmCall.timestamp >= start) & (LlmCall.timestamp < end))
+             .tuples())
+    names = list(CALL_FIELDS)
+    return (dict(zip(names, row)) for row in query.iterator())
+
+
+def rebuild_month(month):
+    """Replace the cells of `month` by cells recomputed from llm_call, in one
+    transaction that keeps ingestion from changing them meanwhile (its
+    writes wait). Returns the number of cells written."""
+    with database.atomic():
+        _lock_cells()
+        (UsageRollup
+         .delete()
+         .where((UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month")))
+         .execute())
+        written = 0
+        for _, _, _, cells in recomputed(month):
+            keys = sorted(cells)
+            insert_cells(keys, {key: cells[key][0] for key in keys}, {key: cells[key][1] for key in keys})
+            written += len(keys)
+    return written
+
+
+def _lock_cells():
+    """Keep writers of usage_rollup waiting until COMMIT; readers go on.
+
+    PostgreSQL: SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock
+    every INSERT and UPDATE takes. SQLite: take the write lock now, with an
+    empty write, so that the month's calls are read under it."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.execute_sql("LOCK TABLE usage_rollup IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        database.execute_sql("DELETE FROM usage_rollup WHERE 0 = 1")
+
+
+def differences(month):
+    """[(key, reason)] where the stored cells of `month` differ from cells
+    recomputed from llm_call, both read in one snapshot."""
+    found = []
+    snapshot = {"isolation_level": "REPEATABLE READ"} if isinstance(database.obj, PostgresqlDatabase) else {}
+    with database.atomic(**snapshot):
+        for grains, start, end, cells in recomputed(month):
+            stored = _stored(grains, start, end)
+            for key in sorted(set(cells) | set(stored)):
+                if key not in stored:
+                    found.append((key, "missing"))
+                elif key not in cells:
+                    found.append((key, "has no calls"))
+                else:
+                    cell, sketches = cells[key]
+                    if numbers_of(cell) != stored[key][0]:
+                        found.append((key, f"numbers {stored[key][0]} != {numbers_of(cell)}"))
+                    elif list(sketches) != stored[key][1]:
+                        found.append((key, "sketches differ"))
+    return found
+
+
+def _stored(grains, start, end):
+    """{key: (numbers, sketches)} of the stored cells of `grains` starting in [start, end)."""
+    columns = [getattr(UsageRollup, name) for name in KEY_COLUMNS + NUMBERS + SKETCHES]
+    query = (UsageRollup
+             .select(*columns)
+             .where(UsageRollup.grain.in_(grains) & (UsageRollup.cell_start >= start)
+                    & (UsageRollup.cell_start < end))
+             .tuples())
+    width, count = len(KEY_COLUMNS), len(NUMBERS)
+    return {tuple(row[:width]): (list(row[width:width + count]), [bytes(s) for s in row[width + count:]])
+            for row in query.iterator()}
