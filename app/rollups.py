@@ -140,7 +140,7 @@ class CellBuilder:
 
     def sketches(self):
         sketches = sketch.SketchSet()
-        sketches.add_values(self._groups, self._values)
+        sketches.add_values([self._groups], self._values)
         return _by_key(self._index, sketches.encoded())
 
 
@@ -153,7 +153,7 @@ def merged(*sketch_maps):
             groups += [number * len(METRICS) + i for i in range(len(METRICS))]
             parts += sketches
     sketches = sketch.SketchSet()
-    sketches.add_sketches(groups, parts)
+    sketches.add_sketches([groups], parts)
     return _by_key(index, sketches.encoded())
 
 

@@ -61,22 +61,28 @@ class SketchSet:
     def __init__(self):
         self._groups, self._bins, self._counts = [], [], []
 
-    def add_sketches(self, groups, sketches):
-        """Stored sketches (bytes), the i-th belonging to group number groups[i]."""
+    def add_sketches(self, groupings, sketches):
+        """Stored sketches (bytes), the i-th belonging to group number
+        grouping[i] of each grouping in `groupings` (decoded once for all)."""
         if not sketches:
             return
         pairs = decode(b"".join(sketches))
-        lengths = np.fromiter((len(s) // PAIR.itemsize for s in sketches), dtype=np.int64, count=len(sketches))
-        self._groups.append(np.repeat(np.asarray(groups, dtype=np.int64), lengths))
-        self._bins.append(pairs["bin"].astype(np.int64))
-        self._counts.append(pairs["count"].astype(np.int64))
+        lengths = np.fromiter(map(len, sketches), dtype=np.int64, count=len(sketches)) // PAIR.itemsize
+        bins, counts = pairs["bin"].astype(np.int64), pairs["count"].astype(np.int64)
+        for groups in groupings:
+            self._groups.append(np.repeat(np.asarray(groups, dtype=np.int64), lengths))
+            self._bins.append(bins)
+            self._counts.append(counts)
 
-    def add_values(self, groups, values):
-        """Raw values, the i-th belonging to group number groups[i]."""
+    def add_values(self, groupings, values):
+        """Raw values, the i-th belonging to group number grouping[i] of each
+        grouping in `groupings`."""
         if len(values):
-            self._groups.append(np.asarray(groups, dtype=np.int64))
-            self._bins.append(bin_of(np.asarray(values, dtype=np.int64)))
-            self._counts.append(np.ones(len(values), dtype=np.int64))
+            bins, counts = bin_of(np.asarray(values, dtype=np.int64)), np.ones(len(values), dtype=np.int64)
+            for groups in groupings:
+                self._groups.append(np.asarray(groups, dtype=np.int64))
+                self._bins.append(bins)
+                self._counts.append(counts)
 
     def _merged(self):
         """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""

@@ -44,10 +44,10 @@ def approximate(filters, key_names, windows, levels):
 
     def add_to_sketches(keys, columns, add):
         """Each key's row to the sketch group of its level key, in every level."""
-        for level, level_groups in zip(levels, groups):
-            numbers = [_group_number(groups, level_groups, level(key)) for key in keys]
-            for m, column in enumerate(columns):
-                add([number * len(METRICS) + m for number in numbers], column)
+        numbers = [[_group_number(groups, level_groups, level(key)) for key in keys]
+                   for level, level_groups in zip(levels, groups)]
+        for m, column in enumerate(columns):
+            add([[number * len(METRICS) + m for number in level_numbers] for level_numbers in numbers], column)
 
     for grain in GRAINS:  # one grain at a time: see _CellSource
         starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
