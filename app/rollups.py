@@ -49,6 +49,15 @@ def following(start, grain):
     return (start + dt.timedelta(days=32)).replace(day=1)
 
 
+def starts_between(lo, hi, grain):
+    """The starts of the cells of `grain` in [lo, hi), `lo` a cell start."""
+    starts = []
+    while lo < hi:
+        starts.append(lo)
+        lo = following(lo, grain)
+    return starts
+
+
 def ceil(moment, grain):
     start = floor(moment, grain)
     return start if start == moment else following(start, grain)
@@ -88,8 +97,9 @@ def cover(start, end):
     return Cover(tuple(cells), tuple(raw))
 
 
-class Cell:
-    """A cell's numbers while they are being built or merged."""
+class CellNumbers:
+    """A cell's numbers (the NUMBERS columns of usage_rollup) while they are built or
+    merged. Not the statistics' Cell of app/statistics.py, which is what an answer needs."""
 
     __slots__ = ("calls", "cost", "sums", "mins", "maxs")
 
@@ -111,7 +121,7 @@ class CellBuilder:
 
     `add(row)` takes an llm_call row (dict of LlmCall fields) and adds it to
     its cell of each of `grains`; `cells()` gives {(grain, cell_start, *KEY
-    values): Cell}, `sketches()` {same key: [a sketch per metric]}.
+    values): CellNumbers}, `sketches()` {same key: [a sketch per metric]}.
     """
 
     def __init__(self, grains=GRAINS):
@@ -128,7 +138,7 @@ class CellBuilder:
             cell_key = (grain, floor(moment, grain), *key)
             cell = self._cells.get(cell_key)
             if cell is None:
-                cell = self._cells[cell_key] = Cell()
+                cell = self._cells[cell_key] = CellNumbers()
                 self._index[cell_key] = len(self._index)
             cell.add(1, row["cost_micro_usd"], metrics, metrics, metrics)
             group = self._index[cell_key] * len(METRICS)

@@ -33,16 +33,6 @@ from . import rollups, scans
 from .scans import Scan
 from .writes import add_calls
 
-# The columns the statistics can be grouped by and filtered on.
-COLUMNS = {
-    "tenant_id": LlmCall.tenant,
-    "operation": LlmCall.operation,
-    "model": LlmCall.model,
-    "status": LlmCall.status,
-    "error_class": LlmCall.error_class,
-}
-
-
 # `precision` of the statistics: percentiles computed from the raw rows, or
 # estimated from rollups (app/statistics.py says what each means).
 EXACT, APPROXIMATE = PRECISIONS = ("exact", "approximate")
@@ -108,10 +98,7 @@ class PeeweeUsageRepository:
         # Scan bounds it where that helps), and a constant range here would
         # tempt SQLite to scan the whole window for every bucket instead of
         # the bucket's own range (measured 7x slower).
-        where = SQL("1 = 1")
-        for name, values in filters.items():
-            where &= COLUMNS[name].in_(values)
-        scan = Scan(where, tuple(COLUMNS[name] for name in group_by), buckets)
+        scan = Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in group_by), buckets)
         width = len(scan.key_columns)
         rows = scans.series_rows(scan)
         per_bucket = [{} for _ in buckets]

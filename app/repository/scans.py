@@ -30,6 +30,14 @@ METRIC_COLUMNS = {
     "output_tokens": LlmCall.output_tokens,
 }
 OK = LlmCall.status == "ok"
+# The columns the statistics can be grouped by and filtered on.
+COLUMNS = {
+    "tenant_id": LlmCall.tenant,
+    "operation": LlmCall.operation,
+    "model": LlmCall.model,
+    "status": LlmCall.status,
+    "error_class": LlmCall.error_class,
+}
 OK_LITERAL = LlmCall.status == SQL("'ok'")
 
 
@@ -96,6 +104,14 @@ class Scan:
         """One row per record: the key as k0, k1, ..., then `columns`."""
         key = [column.alias(f"k{i}") for i, column in enumerate(self.key_columns)]
         return self._source([*key, *columns], where)
+
+
+def matching(filters):
+    """The condition that each column of `filters` {name: [values]} is any of its values."""
+    where = SQL("1 = 1")
+    for name, values in filters.items():
+        where &= COLUMNS[name].in_(values)
+    return where
 
 
 def values_list(rows):

@@ -18,6 +18,13 @@ TYPES = {"grain": "text", "cell_start": "timestamp", "id": "bigint",
 COLUMNS = KEY_COLUMNS + NUMBERS + SKETCHES
 
 
+def unnest(names, rows):
+    """PostgreSQL: (`unnest(...)` of one binary array per column of `names`,
+    its parameters: the columns of `rows`). unnest yields the rows in order."""
+    arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in names)
+    return f"unnest({arrays})", [list(column) for column in zip(*rows)]
+
+
 def insert_rows(rows, suffix=""):
     """INSERT rows (values of COLUMNS) + `suffix`, in the order given.
 
@@ -27,9 +34,9 @@ def insert_rows(rows, suffix=""):
     if not rows:
         return
     if isinstance(database.obj, PostgresqlDatabase):
-        arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in COLUMNS)
-        sql = f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM unnest({arrays}){suffix}"
-        database.execute_sql(sql, [list(column) for column in zip(*rows)])
+        source, params = unnest(COLUMNS, rows)
+        database.execute_sql(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}",
+                             params)
         return
     sql = f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES ({', '.join([database.param] * len(COLUMNS))}){suffix}"
     execute_many(sql, rows)
@@ -41,18 +48,17 @@ def update_rows(rows):
         return
     columns = NUMBERS + SKETCHES
     if isinstance(database.obj, PostgresqlDatabase):
-        arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in columns + ["id"])
+        source, params = unnest(columns + ["id"], rows)
         assignments = ", ".join(f"{name} = v.{name}" for name in columns)
-        database.execute_sql(f"UPDATE usage_rollup AS r SET {assignments} FROM unnest({arrays})"
-                             f" AS v({', '.join(columns + ['id'])}) WHERE r.id = v.id",
-                             [list(column) for column in zip(*rows)])
+        database.execute_sql(f"UPDATE usage_rollup AS r SET {assignments} FROM {source}"
+                             f" AS v({', '.join(columns + ['id'])}) WHERE r.id = v.id", params)
     else:
         assignments = ", ".join(f"{name} = ?" for name in columns)
         execute_many(f"UPDATE usage_rollup SET {assignments} WHERE id = ?", rows)
 
 
 def numbers_of(cell):
-    """A Cell's values for the NUMBERS columns."""
+    """The values of a CellNumbers for the NUMBERS columns, in order."""
     numbers = [cell.calls, cell.cost]
     for i in range(len(METRICS)):
         numbers += [cell.sums[i], cell.mins[i], cell.maxs[i]]

@@ -3,7 +3,7 @@ from peewee import PostgresqlDatabase
 
 from ...db import database, execute_many
 from ...rollups import METRICS, CellBuilder, merged
-from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, TYPES, insert_rows, key_of, key_params, numbers_of, update_rows
+from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_rows, key_of, key_params, numbers_of, unnest, update_rows
 
 
 def add(created_rows):
@@ -57,11 +57,10 @@ def _stored_or_empty(keys, cells):
     columns = ", ".join(KEY_COLUMNS + ["id"] + NUMBERS + SKETCHES)
     width = len(KEY_COLUMNS)
     if isinstance(database.obj, PostgresqlDatabase):
-        arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in KEY_COLUMNS)
+        source, params = unnest(KEY_COLUMNS, [row[:width] for row in rows])
         found = database.execute_sql(
             f"SELECT {columns} FROM usage_rollup WHERE ({', '.join(KEY_COLUMNS)}) IN"
-            f" (SELECT * FROM unnest({arrays})) ORDER BY {', '.join(KEY_COLUMNS)} FOR UPDATE",
-            [list(column) for column in zip(*(row[:width] for row in rows))]).fetchall()
+            f" (SELECT * FROM {source}) ORDER BY {', '.join(KEY_COLUMNS)} FOR UPDATE", params).fetchall()
     else:
         condition = " AND ".join(f"{name} = ?" for name in KEY_COLUMNS)
         found = execute_many(f"SELECT {columns} FROM usage_rollup WHERE {condition}",

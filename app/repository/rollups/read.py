@@ -1,10 +1,10 @@
 """Reading windows from cells, and from raw calls for their edges: `approximate`."""
-from peewee import CTE, JOIN, SQL, Case, Select, fn
+from peewee import CTE, JOIN, Case, Select, fn
 
 from ... import statistics
 from ...db import database, fetch_all
-from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import GRAINS, METRICS, cover, following
+from ...models import UsageRollup, UsageRollupState
+from ...rollups import GRAINS, METRICS, cover, following, starts_between
 from ...sketch import SketchSet
 from .. import scans
 from ..scans import Scan, values_list
@@ -42,34 +42,30 @@ def approximate(filters, key_names, windows, levels):
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
 
-    def add_to_sketches(keys, columns, add):
-        """Each key's row to the sketch group of its level key, in every level."""
-        numbers = [[_group_number(groups, level_groups, level(key)) for key in keys]
+    def add_to_sketches(rows, width, add):
+        """Rows of (key of `width` columns, a value or sketch per metric) to
+        the sketch group of their level key, in every level."""
+        numbers = [[_group_number(groups, level_groups, level(tuple(row[:width]))) for row in rows]
                    for level, level_groups in zip(levels, groups)]
-        for m, column in enumerate(columns):
-            add([[number * len(METRICS) + m for number in level_numbers] for level_numbers in numbers], column)
+        for m in range(len(METRICS)):
+            add([[number * len(METRICS) + m for number in level_numbers] for level_numbers in numbers],
+                [row[width + m] for row in rows])
 
     for grain in GRAINS:  # one grain at a time: see _CellSource
         starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
-                  for start in _starts(grain, lo, hi)]
+                  for start in starts_between(lo, hi, grain)]
         if not starts:
             continue
         source = _CellSource(filters, key_names, grain, starts)
         for key, cell in scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
-        rows = fetch_all(source.sketches())
-        add_to_sketches([tuple(row[:source.width]) for row in rows],
-                        [[row[source.width + m] for row in rows] for m in range(len(METRICS))],
-                        sketches.add_sketches)
+        add_to_sketches(fetch_all(source.sketches()), source.width, sketches.add_sketches)
     if raw_ranges:
-        scan = Scan(_raw_filters(filters), tuple(_raw_column(name) for name in key_names), ranges=raw_ranges)
+        scan = Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in key_names), ranges=raw_ranges)
         for key, cell in scans.cells(scan).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
         rows = database.execute(scan.rows(*scans.METRIC_COLUMNS.values(), where=scans.OK)).fetchall()
-        width = len(scan.key_columns)
-        add_to_sketches([tuple(row[:width]) for row in rows],
-                        [[row[width + m] for row in rows] for m in range(len(METRICS))],
-                        sketches.add_values)
+        add_to_sketches(rows, len(scan.key_columns), sketches.add_values)
     estimates = sketches.values_at_ranks(statistics.ranks_needed)
     percentiles = [{} for _ in levels]
     for level_percentiles, level_groups in zip(percentiles, groups):
@@ -96,31 +92,11 @@ def _state_and_months():
             UsageRollup.cell_start.python_value(last))
 
 
-def _starts(grain, lo, hi):
-    """The starts of the cells of `grain` in [lo, hi)."""
-    starts = []
-    while lo < hi:
-        starts.append(lo)
-        lo = following(lo, grain)
-    return starts
-
-
 def _group_number(groups, level_groups, level_key):
     """A number for (level, level key), unique across all levels."""
     if level_key not in level_groups:
         level_groups[level_key] = sum(len(g) for g in groups)
     return level_groups[level_key]
-
-
-def _raw_column(name):
-    return getattr(LlmCall, "tenant" if name == "tenant_id" else name)
-
-
-def _raw_filters(filters):
-    where = SQL("1 = 1")
-    for name, values in filters.items():
-        where &= _raw_column(name).in_(values)
-    return where
 
 
 class _CellSource:

@@ -3,7 +3,7 @@ from peewee import PostgresqlDatabase, fn
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import Cell, CellBuilder, following, merged
+from ...rollups import CellBuilder, CellNumbers, following, merged, starts_between
 from ...rollups import floor as rollup_floor
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, numbers_of
 
@@ -21,17 +21,14 @@ def months_to_rebuild():
             if moment is not None]
     if not ends:
         return []
-    months, month, last = [], rollup_floor(min(ends), "month"), max(ends)
-    while month <= last:
-        months.append(month)
-        month = following(month, "month")
-    return months
+    return starts_between(rollup_floor(min(ends), "month"), following(rollup_floor(max(ends), "month"), "month"),
+                          "month")
 
 
 def recomputed(month):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
-    Yields (grains, start, end, {key: (Cell, sketches)}): the hours and the
+    Yields (grains, start, end, {key: (CellNumbers, sketches)}): the hours and the
     day of each day, then the month. Memory: one day's calls and the month's
     cells.
     """
@@ -46,7 +43,7 @@ def recomputed(month):
         sketches = builder.sketches()
         yield ("hour", "day"), day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
         for key, cell in month_builder.cells().items():
-            month_cells.setdefault(key, Cell()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
+            month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
     yield ("month",), month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
