@@ -8,28 +8,34 @@ unique index. Nothing is written unless every record is valid. A POSTed batch
 is one transaction; an import is one per IMPORT_TRANSACTION_ROWS records.
 """
 import tempfile
+import time
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
-from peewee import chunked
+from peewee import SqliteDatabase, chunked
 
 from . import accounts
+from .db import database
 from .records import CallRecordSchema, parse_json, to_row
 
 MAX_REPORTED_ERRORS = 100
 
 # Records per import transaction. SQLite has one write lock for the whole
 # database, held by each transaction from its first INSERT to COMMIT; 2000
-# rows hold it for 0.15-0.27 s (measured during a 130,000-row import, 2 cores,
-# into an empty and into a 1M-row database), so a POSTed batch waits that
-# long, not for the whole file. The next 2000 rows are validated and their
-# statements built with the lock free (about 0.5 s): waiting writers, whose
-# busy handler polls at least every 100 ms, take it then (measured: a writer
-# taking the lock again and again during the import waited at most 0.23 s).
-# The price: SQLite runs the inserts at ~8,500 rows/s in 2000-row
-# transactions against ~14,500 in one (each commit writes out the index pages
-# it touched), some 6 s more per 130,000 rows.
+# rows hold it for 0.15-0.27 s without rollups (measured during a
+# 130,000-row import, 2 cores, into an empty and into a 1M-row database),
+# about 0.6 s with them when the rows spread over many hours and tenants,
+# so a POSTed batch waits that long, not for the whole file. The price:
+# SQLite runs the inserts at ~8,500 rows/s in 2000-row transactions against
+# ~14,500 in one (each commit writes out the index pages it touched), some
+# 6 s more per 130,000 rows.
 IMPORT_TRANSACTION_ROWS = 2000
+# SQLite: the lock is left free at least this long between two chunks.
+# Waiting writers' busy handlers poll at least every 100 ms, so they get
+# their turn then; the next chunk is validated and built in ~50 ms since
+# the validation fast path, too short for that on its own (a POST then
+# waited past a 2 s busy timeout, found by tests/test_lock_waits.py).
+WRITERS_TURN_SECONDS = 0.1
 
 
 class ImportRejected(Exception):
@@ -127,8 +133,12 @@ def import_jsonl(lines, repository, progress=None):
         spool.seek(0)
         records = (schema.load(parse_json(line)) for line in spool if line.strip())
         rows = (to_row(record, record["tenant_id"]) for record in records)
+        committed = None
         for chunk in chunked(rows, IMPORT_TRANSACTION_ROWS):  # a list: built before the lock
+            if committed is not None and isinstance(database.obj, SqliteDatabase):
+                time.sleep(max(0.0, WRITERS_TURN_SECONDS - (time.monotonic() - committed)))
             created, duplicates = repository.add_calls(chunk)
+            committed = time.monotonic()
             progress.created += created
             progress.duplicates += duplicates
     return progress.created, progress.duplicates
