@@ -127,6 +127,7 @@ class UsageRollup(BaseModel):
     output_tokens_min = BigIntegerField()
     output_tokens_max = BigIntegerField()
     output_tokens_sketch = BlobField()
+    sketch_pieces = IntegerField(default=1)  # appended, not yet merged (migration 005)
 
     class Meta:
         table_name = "usage_rollup"

@@ -7,7 +7,7 @@ month: counts, cost, and per metric its sum, minimum, maximum and sketch
 a month of all tenants is one cell per key, not 720 hourly ones.
 
 Cells are kept by the transaction that inserts the calls, from the rows it
-actually created (`app/repository/rollups.py`), and can be recomputed from
+actually created (`app/repository/rollups/keep.py`), and can be recomputed from
 llm_call at any time (`flask --app wsgi rollups rebuild`); both build them
 with `CellBuilder`, so they cannot disagree.
 

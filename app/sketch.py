@@ -16,8 +16,11 @@ representative of the bin holding that rank: the true value at rank k lies
 in the same bin (bins are ordered like values), so the estimate is within 1%
 of it. `app/statistics.py` says how ranks become percentiles.
 
-Encoding (what the rollup table stores): the non-empty bins in increasing
-order as little-endian pairs (bin: uint16, count: uint64).
+Encoding (what the rollup table stores): little-endian pairs (bin: uint16,
+count: uint64). A sketch made here lists its non-empty bins once each, in
+increasing order; a stored one may also be several such sketches end to end
+(ingestion appends a batch's sketch to a cell's instead of rewriting it), as
+pairs of one bin add up wherever they are: concatenating is merging.
 """
 import numpy as np
 

@@ -7,9 +7,11 @@ service; the cells themselves are checked against sums computed here too.
 """
 import datetime as dt
 import json
+import struct
 import threading
 import urllib.error
 import urllib.request
+from collections import Counter
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
@@ -19,6 +21,7 @@ from app.db import database
 from app.models import LlmCall, UsageRollup
 from app.records import CallRecordSchema, to_row
 from app.migrate import _router, upgrade
+from app.repository.rollups.keep import COMPACT_AFTER
 from conftest import Keys, auth, build_app, gunicorn
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import expected_stats, group_stats, in_window
@@ -183,6 +186,30 @@ def test_duplicates_change_no_cell(app, stored):
     created, duplicates = store(app, stored[:300])
     assert (created, duplicates) == (0, 300)
     assert_cells_match(app, stored)
+
+
+def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys):
+    """Each batch appends its piece to a cell's sketches, and the batch that
+    appends the COMPACT_AFTER-th merges them into one: however many batches
+    wrote a cell, its sketch counts every call once. Durations below 99 have
+    a bin each, numbered as the value (app/sketch.py), so the expected
+    sketch is the durations counted."""
+    keys.tenant("t-a")
+    moment = dt.datetime(2026, 5, 3, 10, 7, tzinfo=UTC)
+    durations = [(i * 37) % 97 for i in range(2 * COMPACT_AFTER + 3)]
+    for i, duration in enumerate(durations):  # one call a batch, all in one cell of each grain
+        store(app, [record("t-a", moment + dt.timedelta(seconds=i), duration=duration)])
+        with app.app_context():
+            cells = list(UsageRollup.select(UsageRollup.sketch_pieces, UsageRollup.call_duration_sketch))
+        assert len(cells) == 3
+        for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
+            assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
+            counted = Counter()
+            for bin_number, count in struct.iter_unpack("<HQ", bytes(cell.call_duration_sketch)):
+                counted[bin_number] += count
+            assert counted == Counter(durations[:i + 1])
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output
 
 
 def insert_bypassing_rollups(app, records):

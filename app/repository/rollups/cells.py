@@ -1,5 +1,5 @@
 """The usage_rollup table: its columns, and writing rows of cells in bulk."""
-from peewee import PostgresqlDatabase
+from peewee import PostgresqlDatabase, chunked
 
 from ...db import database, execute_many
 from ...models import UsageRollup
@@ -16,6 +16,8 @@ TYPES = {"grain": "text", "cell_start": "timestamp", "id": "bigint",
          **{name: "text" for name in KEY}, **{name: "bigint" for name in NUMBERS},
          **{name: "bytea" for name in SKETCHES}}
 COLUMNS = KEY_COLUMNS + NUMBERS + SKETCHES
+# Rows per SQLite INSERT: 22 parameters a row stay well under its 32,766 limit.
+SQLITE_CHUNK = 500
 
 
 def unnest(names, rows):
@@ -26,35 +28,79 @@ def unnest(names, rows):
 
 
 def insert_rows(rows, suffix=""):
-    """INSERT rows (values of COLUMNS) + `suffix`, in the order given.
+    """INSERT rows (values of COLUMNS) + `suffix`, in the order given; return
+    the rows a RETURNING in `suffix` gives.
 
     PostgreSQL: one statement reading one array per column (unnest), which
     keeps the rows' order; thousands of single-row statements, even
-    pipelined, took 4 times as long. SQLite, in-process: one short statement per row."""
+    pipelined, took 4 times as long. SQLite: multi-row VALUES, SQLITE_CHUNK
+    rows a statement."""
     if not rows:
-        return
+        return []
+    returning = "RETURNING" in suffix
     if isinstance(database.obj, PostgresqlDatabase):
         source, params = unnest(COLUMNS, rows)
-        database.execute_sql(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}",
-                             params)
-        return
-    sql = f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES ({', '.join([database.param] * len(COLUMNS))}){suffix}"
-    execute_many(sql, rows)
+        cursor = database.execute_sql(
+            f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}", params)
+        return cursor.fetchall() if returning else []
+    returned = []
+    for chunk in chunked(rows, SQLITE_CHUNK):
+        placeholders = f"({', '.join(['?'] * len(COLUMNS))})"
+        cursor = database.execute_sql(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES "
+                                      f"{', '.join([placeholders] * len(chunk))}{suffix}",
+                                      [value for row in chunk for value in row])
+        if returning:
+            returned += cursor.fetchall()
+    return returned
 
 
-def update_rows(rows):
-    """Write (numbers..., sketches..., id) rows over the cells they name."""
+def add_rows(rows):
+    """Add rows (values of COLUMNS, one per cell, in key order) to their
+    cells, inserting the cells that are missing; return [(id, sketch_pieces)]
+    of every cell written.
+
+    One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
+    and maxima are kept, and each sketch gets the row's appended (a sketch's
+    pairs add up; app/sketch.py), so no cell is read first. PostgreSQL's
+    upsert locks each cell it inserts or updates until COMMIT, taking them in
+    the rows' order: concurrent batches wait for each other's cells instead
+    of losing an addition or deadlocking.
+    """
+    if not rows:
+        return []
+    least, greatest = ("LEAST", "GREATEST") if isinstance(database.obj, PostgresqlDatabase) else ("MIN", "MAX")
+    added = ["calls", "cost_micro_usd"]
+    assignments = []
+    for metric in METRICS:
+        added.append(f"{metric}_sum")
+        assignments += [f"{metric}_min = {least}(usage_rollup.{metric}_min, excluded.{metric}_min)",
+                        f"{metric}_max = {greatest}(usage_rollup.{metric}_max, excluded.{metric}_max)",
+                        f"{metric}_sketch = {_concatenated(f'usage_rollup.{metric}_sketch', f'excluded.{metric}_sketch')}"]
+    assignments += [f"{name} = usage_rollup.{name} + excluded.{name}" for name in added]
+    assignments.append("sketch_pieces = usage_rollup.sketch_pieces + 1")
+    suffix = (f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(assignments)}"
+              " RETURNING id, sketch_pieces")
+    return insert_rows(rows, suffix)
+
+
+def _concatenated(left, right):
+    if isinstance(database.obj, PostgresqlDatabase):
+        return f"{left} || {right}"
+    return f"CAST({left} || {right} AS BLOB)"  # SQLite's || gives text; its bytes are the blobs'
+
+
+def write_sketches(rows):
+    """Write (sketches..., id) rows over the cells they name, as one piece each."""
     if not rows:
         return
-    columns = NUMBERS + SKETCHES
     if isinstance(database.obj, PostgresqlDatabase):
-        source, params = unnest(columns + ["id"], rows)
-        assignments = ", ".join(f"{name} = v.{name}" for name in columns)
-        database.execute_sql(f"UPDATE usage_rollup AS r SET {assignments} FROM {source}"
-                             f" AS v({', '.join(columns + ['id'])}) WHERE r.id = v.id", params)
+        source, params = unnest(SKETCHES + ["id"], rows)
+        assignments = ", ".join(f"{name} = v.{name}" for name in SKETCHES)
+        database.execute_sql(f"UPDATE usage_rollup AS r SET {assignments}, sketch_pieces = 1 FROM {source}"
+                             f" AS v({', '.join(SKETCHES + ['id'])}) WHERE r.id = v.id", params)
     else:
-        assignments = ", ".join(f"{name} = ?" for name in columns)
-        execute_many(f"UPDATE usage_rollup SET {assignments} WHERE id = ?", rows)
+        assignments = ", ".join(f"{name} = ?" for name in SKETCHES)
+        execute_many(f"UPDATE usage_rollup SET {assignments}, sketch_pieces = 1 WHERE id = ?", rows)
 
 
 def numbers_of(cell):

@@ -1,9 +1,15 @@
 """Keeping cells with the calls: `add`, in the transaction that stores them."""
-from peewee import PostgresqlDatabase
+from peewee import chunked
 
-from ...db import database, execute_many
-from ...rollups import METRICS, CellBuilder, merged
-from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_rows, key_of, key_params, numbers_of, unnest, update_rows
+from ...db import fetch_all
+from ...models import UsageRollup
+from ...rollups import CellBuilder, merged
+from .cells import SKETCHES, add_rows, key_params, numbers_of, write_sketches
+
+# A cell whose sketches hold this many appended pieces has them merged into
+# one by the batch that appended the last: what statistics read stays within
+# a few batches' pairs of the merged size, and merging costs a batch little.
+COMPACT_AFTER = 8
 
 
 def add(created_rows):
@@ -11,12 +17,9 @@ def add(created_rows):
     the caller's transaction, so the cells change if and only if the calls are
     stored.
 
-    Three statements on PostgreSQL whatever the number of cells (one short
-    statement per cell on SQLite, in-process): insert the cells missing, as
-    empty ones; read and lock every cell; write the sums computed here.
-    Concurrent batches touching the same cells wait for each other (see
-    `_stored_or_empty`), so none of their additions is lost. (SQLite has
-    one writer at a time.)
+    One statement adds the batch's cells to the stored ones (`add_rows`),
+    appending the batch's sketches to theirs; then the cells that reached
+    COMPACT_AFTER pieces have their sketches merged.
     """
     builder = CellBuilder()
     for row in created_rows:
@@ -24,45 +27,18 @@ def add(created_rows):
     cells = builder.cells()
     if not cells:
         return
-    keys = sorted(cells)
-    stored = _stored_or_empty(keys, cells)
-    fresh = builder.sketches()
-    sketches = merged(fresh, {key: row[len(NUMBERS) + 1:] for key, row in stored.items()})
-    updates = []
-    for key in keys:
-        row_id, *numbers = stored[key][:len(NUMBERS) + 1]
-        cell = cells[key]
-        cell.add(numbers[0], numbers[1], numbers[2::3], numbers[3::3], numbers[4::3])
-        updates.append([*numbers_of(cell), *sketches[key], row_id])
-    update_rows(updates)
+    sketches = builder.sketches()
+    written = add_rows([key_params(key) + numbers_of(cells[key]) + sketches[key] for key in sorted(cells)])
+    _compact([cell_id for cell_id, pieces in written if pieces >= COMPACT_AFTER])
 
 
-def _stored_or_empty(keys, cells):
-    """{key: (id, numbers..., sketches...)} of each cell as stored, locked
-    until COMMIT; an empty cell (no calls, the minima and maxima of the
-    cell's new calls) is inserted first where there was none.
-
-    Locks are taken in one order (the keys', then the index's), so
-    concurrent batches wait for each other instead of deadlocking: the
-    INSERT waits only for cells another batch is inserting, and that batch
-    holds no lock a later key of ours needs."""
-    rows = []
-    for key in keys:
-        cell = cells[key]
-        empty = [0, 0]
-        for i in range(len(METRICS)):
-            empty += [0, cell.mins[i], cell.maxs[i]]
-        rows.append(key_params(key) + empty + [b""] * len(SKETCHES))
-    insert_rows(rows, f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO NOTHING")
-    columns = ", ".join(KEY_COLUMNS + ["id"] + NUMBERS + SKETCHES)
-    width = len(KEY_COLUMNS)
-    if isinstance(database.obj, PostgresqlDatabase):
-        source, params = unnest(KEY_COLUMNS, [row[:width] for row in rows])
-        found = database.execute_sql(
-            f"SELECT {columns} FROM usage_rollup WHERE ({', '.join(KEY_COLUMNS)}) IN"
-            f" (SELECT * FROM {source}) ORDER BY {', '.join(KEY_COLUMNS)} FOR UPDATE", params).fetchall()
-    else:
-        condition = " AND ".join(f"{name} = ?" for name in KEY_COLUMNS)
-        found = execute_many(f"SELECT {columns} FROM usage_rollup WHERE {condition}",
-                             [row[:width] for row in rows], returning=True)
-    return {key_of(row[:width]): tuple(row[width:]) for row in found}
+def _compact(cell_ids):
+    """Merge the sketches of the cells `cell_ids`, which this transaction has
+    just written (and so holds locked), each into one piece."""
+    for ids in chunked(sorted(cell_ids), 1000):
+        query = (UsageRollup
+                 .select(UsageRollup.id, *(getattr(UsageRollup, name) for name in SKETCHES))
+                 .where(UsageRollup.id.in_(ids)))
+        stored = {row[0]: [bytes(sketch) for sketch in row[1:]] for row in fetch_all(query)}
+        sketches = merged(stored)
+        write_sketches([[*sketches[cell_id], cell_id] for cell_id in sorted(stored)])

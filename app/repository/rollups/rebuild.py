@@ -119,7 +119,8 @@ def differences(month):
 
 
 def _stored(grains, start, end):
-    """{key: (numbers, sketches)} of the stored cells of `grains` starting in [start, end)."""
+    """{key: (numbers, sketches)} of the stored cells of `grains` starting in
+    [start, end), their sketches merged into one piece each (as rebuilt)."""
     columns = [getattr(UsageRollup, name) for name in KEY_COLUMNS + NUMBERS + SKETCHES]
     query = (UsageRollup
              .select(*columns)
@@ -127,5 +128,6 @@ def _stored(grains, start, end):
                     & (UsageRollup.cell_start < end))
              .tuples())
     width, count = len(KEY_COLUMNS), len(NUMBERS)
-    return {tuple(row[:width]): (list(row[width:width + count]), [bytes(s) for s in row[width + count:]])
-            for row in query.iterator()}
+    rows = {tuple(row[:width]): row[width:] for row in query.iterator()}
+    sketches = merged({key: [bytes(s) for s in row[count:]] for key, row in rows.items()})
+    return {key: (list(row[:count]), sketches[key]) for key, row in rows.items()}
