@@ -115,6 +115,18 @@ class CellNumbers:
             self.mins[i] = mins[i] if self.mins[i] is None else min(self.mins[i], mins[i])
             self.maxs[i] = maxs[i] if self.maxs[i] is None else max(self.maxs[i], maxs[i])
 
+    def add_call(self, cost, metrics):
+        """`add` for one call (the ingestion's inner loop)."""
+        self.calls += 1
+        self.cost += cost
+        sums, mins, maxs = self.sums, self.mins, self.maxs
+        for i, value in enumerate(metrics):
+            sums[i] += value
+            if mins[i] is None or value < mins[i]:
+                mins[i] = value
+            if maxs[i] is None or value > maxs[i]:
+                maxs[i] = value
+
 
 class CellBuilder:
     """Cells of calls, with their sketches.
@@ -129,19 +141,24 @@ class CellBuilder:
         self._cells = {}
         self._index = {}  # key -> number of the key, for the sketch groups
         self._groups, self._values = [], []
+        self._starts = {}  # an hour -> the starts of its cells, one per grain
 
     def add(self, row):
         key = (row["tenant"], row["operation"], row["model"], row["status"], row["error_class"] or "")
         metrics = (row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
-        moment = row["timestamp"]
-        for grain in self._grains:
-            cell_key = (grain, floor(moment, grain), *key)
-            cell = self._cells.get(cell_key)
-            if cell is None:
-                cell = self._cells[cell_key] = CellNumbers()
-                self._index[cell_key] = len(self._index)
-            cell.add(1, row["cost_micro_usd"], metrics, metrics, metrics)
-            group = self._index[cell_key] * len(METRICS)
+        cost = row["cost_micro_usd"]
+        hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
+        starts = self._starts.get(hour)
+        if starts is None:
+            starts = self._starts[hour] = [(grain, floor(hour, grain)) for grain in self._grains]
+        for grain, start in starts:
+            cell_key = (grain, start, *key)
+            number = self._index.get(cell_key)
+            if number is None:
+                number = self._index[cell_key] = len(self._index)
+                self._cells[cell_key] = CellNumbers()
+            self._cells[cell_key].add_call(cost, metrics)
+            group = number * len(METRICS)
             self._groups += (group, group + 1, group + 2)
             self._values += metrics
 

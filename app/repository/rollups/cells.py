@@ -1,4 +1,6 @@
 """The usage_rollup table: its columns, and writing rows of cells in bulk."""
+import functools
+
 from peewee import PostgresqlDatabase, chunked
 
 from ...db import database, execute_many
@@ -113,7 +115,12 @@ def numbers_of(cell):
 
 def key_params(key):
     grain, start, *rest = key
-    return [grain, UsageRollup.cell_start.db_value(start), *rest]
+    return [grain, _cell_start_value(start), *rest]
+
+
+@functools.lru_cache(maxsize=4096)  # a batch's cells share a few starts
+def _cell_start_value(start):
+    return UsageRollup.cell_start.db_value(start)
 
 
 def insert_cells(keys, cells, sketches):
