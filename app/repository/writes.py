@@ -1,5 +1,4 @@
 """Ingestion: bulk, idempotent inserts of llm_call rows, and their rollups."""
-import uuid
 import functools
 from operator import itemgetter
 
@@ -51,11 +50,14 @@ def add_calls(rows):
 
 def _created_rows(rows, created):
     """The rows whose (tenant_id, call_id) the INSERT returned: those it
-    stored. Of rows repeating a key, the first was stored (lock order is stable)."""
-    created = {(tenant_id, uuid.UUID(str(call_id))) for tenant_id, call_id in created}
+    stored. Of rows repeating a key, the first was stored (lock order is stable).
+    Keys are compared as the database holds them: call_id as 32 hex digits
+    (PostgreSQL returns a UUID, SQLite the text)."""
+    created = {(tenant_id, call_id if isinstance(call_id, str) else call_id.hex) for tenant_id, call_id in created}
+    hex_of = LlmCall.call_id.db_value
     found = []
     for row in rows:
-        key = (row["tenant"], uuid.UUID(str(row["call_id"])))
+        key = (row["tenant"], hex_of(row["call_id"]))
         if key in created:
             created.discard(key)
             found.append(row)
