@@ -10,7 +10,7 @@ from peewee import InterfaceError, OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
 from . import api as routes
-from . import cli
+from . import cli, dashboard
 from .api.blueprint import json_error
 from .auth import SECURITY, SECURITY_SCHEMES
 from .db import ConfigurationError, Limits, database, open_database
@@ -93,6 +93,7 @@ def create_app(config=None):
                      _swagger_asset)
     api = Api(app)
     routes.register(app, api)
+    app.register_blueprint(dashboard.blp)
     _allow_cross_origin(app)
     # Peewee wraps the drivers' errors when a statement runs, but not while
     # rows are fetched: an interrupt at the statistics limit can surface there.

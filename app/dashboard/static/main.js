@@ -1,0 +1,267 @@
+// The dashboard: sign-in, the controls, and one load of the view's answers.
+//
+// Everything comes from the public API with the pasted key: /v1/me decides
+// the view (a tenant key sees its tenant, a superuser key every tenant),
+// /v1/usage or /v1/usage/all the totals, the series routes the charts.
+
+import {Api, ApiError, SignedOut} from "./api.js";
+import {DIMENSION_NAMES, drawCharts} from "./charts.js";
+import {breakdownRow, columnsFor, renderTable, statsRow} from "./tables.js";
+import {ViewError, browserZone, isoUtc, localInput, localText, readView, windowOf, writeView} from "./view.js";
+
+const KEY_STORAGE = "usage-dashboard.api-key";
+const AUTO_REFRESH_MS = 60 * 1000;
+const $ = (selector) => document.querySelector(selector);
+const charts = {cost: $("#chart-cost"), calls: $("#chart-calls"), duration: $("#chart-duration"),
+  tokens: $("#chart-tokens")};
+
+let api = null;
+let me = null;
+let view = readView(location.search);
+let timer = null;
+let loads = 0;         // the latest load; an older one that ends later is dropped
+let drawn = null;      // the requests whose answers are on the page
+let lastRequests = null;
+
+function showSignIn(message) {
+  $("#view").hidden = true;
+  $("#signed-in").hidden = true;
+  $("#sign-in").hidden = false;
+  $("#sign-in-error").textContent = message;
+  $("#api-key").focus();
+}
+
+function showView() {
+  const superuser = me.is_superuser;
+  $("#who").textContent = `${me.tenant_id} · key “${me.name}” · ` +
+    (superuser ? "superuser: every tenant" : "tenant key");
+  const tenantOption = $('#group-by option[value="tenant_id"]');
+  tenantOption.hidden = tenantOption.disabled = !superuser;
+  if (!superuser && view.group_by === "tenant_id") view.group_by = "model";
+  writeView(view);
+  $("#tenant-control").hidden = !superuser;
+  $("#tenants-block").hidden = !superuser;
+  $("#sign-in").hidden = true;
+  $("#signed-in").hidden = false;
+  $("#view").hidden = false;
+  viewToControls();
+}
+
+async function signIn(key) {
+  const candidate = new Api(key);
+  try {
+    me = (await candidate.json("/v1/me")).body;
+  } catch (error) {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showSignIn(error.message);
+    return;
+  }
+  api = candidate;
+  sessionStorage.setItem(KEY_STORAGE, key);
+  showView();
+  setAutoRefresh();
+  await load();
+}
+
+function signOut(message = "") {
+  sessionStorage.removeItem(KEY_STORAGE);
+  api = me = drawn = null;
+  loads += 1;
+  clearInterval(timer);
+  Object.values(charts).forEach((element) => Plotly.purge(element));
+  document.querySelectorAll("table").forEach((table) => table.replaceChildren());
+  showSignIn(message);
+}
+
+function viewToControls() {
+  for (const name of ["window", "from", "to", "bucket", "tz"]) $(`#${name}`).value = view[name];
+  $("#group-by").value = view.group_by;
+  $("#auto-refresh").checked = view.auto;
+  setTenantOptions([], view.tenant);
+  $("#custom-from").hidden = $("#custom-to").hidden = view.window !== "custom";
+  $("#cost-dimension").textContent = DIMENSION_NAMES[view.group_by];
+}
+
+function controlsToView() {
+  const next = {
+    window: $("#window").value, from: $("#from").value, to: $("#to").value, bucket: $("#bucket").value,
+    tz: $("#tz").value.trim() || browserZone(), group_by: $("#group-by").value, tenant: $("#tenant").value,
+    auto: $("#auto-refresh").checked,
+  };
+  if (next.window === "custom" && view.window !== "custom" && !(next.from && next.to)) {
+    try {  // start a custom window from the one on screen
+      const shown = windowOf(view);
+      next.from = localInput(shown.from, next.tz);
+      next.to = localInput(shown.to, next.tz);
+    } catch (error) {
+      // an unknown zone: the load below says so
+    }
+  }
+  return next;
+}
+
+function setTenantOptions(tenantIds, selected) {
+  const select = $("#tenant");
+  const ids = [...new Set([...tenantIds, ...(selected ? [selected] : [])])].sort();
+  const options = ids.map((id) => {
+    const option = document.createElement("option");
+    option.value = option.textContent = id;
+    return option;
+  });
+  select.replaceChildren(select.options[0], ...options);
+  select.value = selected;
+}
+
+function requestsFor(window) {
+  const span = {from: isoUtc(window.from), to: isoUtc(window.to)};
+  const series = {...span, bucket: view.bucket, tz: view.tz};
+  if (!me.is_superuser) {
+    return {totals: ["/v1/usage", span], series: ["/v1/usage/series", series],
+      grouped: ["/v1/usage/series", {...series, group_by: view.group_by}]};
+  }
+  const only = view.tenant ? {tenant_id: view.tenant} : {};
+  return {totals: ["/v1/usage/all", span], series: ["/v1/usage/all/series", {...series, ...only}],
+    grouped: ["/v1/usage/all/series", {...series, ...only, group_by: view.group_by}]};
+}
+
+async function fetchAll(requests, percentiles) {
+  const names = Object.keys(requests);
+  const answers = await Promise.all(names.map((name) =>
+    api.json(requests[name][0], {...requests[name][1], percentiles})));
+  return Object.fromEntries(names.map((name, index) => [name, answers[index]]));
+}
+
+// approximate first; exact when the service cannot answer it (503: the
+// rollups were never rebuilt for calls stored before them).
+async function fetchView(requests) {
+  try {
+    return {answers: await fetchAll(requests, "approximate"), fallback: null};
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 503) throw error;
+    return {answers: await fetchAll(requests, "exact"), fallback: error.message};
+  }
+}
+
+function percentilesNote(precision, fallback) {
+  if (precision === "approximate") {
+    return "p50 and p95 are approximate (percentiles=approximate): each within 1% of the exact value.";
+  }
+  return "p50 and p95 are exact: approximate percentiles are not available" +
+    (fallback ? ` (the service says: ${fallback})` : "") + ".";
+}
+
+async function load() {
+  if (!api) return;
+  const ticket = ++loads;
+  $("#error").hidden = true;
+  let requests;
+  try {
+    const window = windowOf(view);
+    $("#window-shown").textContent =
+      `From ${localText(window.from, view.tz)} to ${localText(window.to, view.tz)} (${view.tz}).`;
+    $("#window-shown").dataset.from = isoUtc(window.from);
+    $("#window-shown").dataset.to = isoUtc(window.to);
+    requests = requestsFor(window);
+    $("#status").textContent = "Loading…";
+    const {answers, fallback} = await fetchView(requests);
+    if (ticket !== loads) return;
+    const key = JSON.stringify([requests, answers.series.body.percentiles]);
+    const time = new Date().toLocaleTimeString();
+    if (key === drawn && Object.values(answers).every((answer) => answer.unchanged)) {
+      $("#status").textContent = `Checked at ${time}: no change (304), nothing redrawn.`;
+      return;
+    }
+    render(answers, fallback);
+    drawn = key;
+    lastRequests = requests;
+    $("#status").textContent = `Updated at ${time}.`;
+  } catch (error) {
+    if (ticket !== loads) return;
+    if (error instanceof SignedOut) {
+      signOut(error.message);
+      return;
+    }
+    if (!(error instanceof ApiError || error instanceof ViewError)) console.error(error);
+    $("#status").textContent = "";
+    $("#error").textContent = error.message;
+    $("#error").hidden = false;
+  }
+}
+
+function render(answers, fallback) {
+  const totals = answers.totals.body;
+  let stats = totals;  // whose breakdowns fill the operation and model tables
+  if (me.is_superuser) {
+    setTenantOptions(totals.tenants.map((tenant) => tenant.tenant_id), view.tenant);
+    stats = view.tenant ? totals.tenants.find((tenant) => tenant.tenant_id === view.tenant) : totals.total;
+    renderTable($("#table-tenants"), columnsFor("tenant_id", "Tenant"),
+      totals.tenants.map((tenant) => statsRow("tenant_id", tenant, tenant.tenant_id)),
+      statsRow("tenant_id", totals.total, "All tenants"));
+  }
+  const empty = !stats || stats.total_calls === 0;
+  $("#empty").hidden = !empty;
+  $("#results").hidden = empty;
+  if (empty) return;
+  drawCharts(charts, answers.series.body, answers.grouped.body, view.group_by);
+  $("#percentiles-note").textContent = percentilesNote(answers.series.body.percentiles, fallback);
+  renderTable($("#table-operations"), columnsFor("operation", "Operation"),
+    stats.by_operation.map((item) => breakdownRow("operation", item)));
+  renderTable($("#table-models"), columnsFor("model", "Model"),
+    stats.by_model.map((item) => breakdownRow("model", item)));
+}
+
+async function download(kind) {
+  if (!lastRequests) return;
+  const [path, params] = kind === "tenants" ? lastRequests.totals : lastRequests.grouped;
+  const query = kind === "tenants" ? params : {...params, group_by: kind};
+  try {
+    const {blob, filename} = await api.csv(path, query);
+    const link = document.createElement("a");
+    link.href = URL.createObjectURL(blob);
+    link.download = filename;
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 10000);
+  } catch (error) {
+    if (error instanceof SignedOut) return signOut(error.message);
+    $("#error").textContent = error.message;
+    $("#error").hidden = false;
+  }
+}
+
+function setAutoRefresh() {
+  clearInterval(timer);
+  timer = view.auto ? setInterval(() => document.hidden || load(), AUTO_REFRESH_MS) : null;
+}
+
+function changed() {
+  view = controlsToView();
+  writeView(view);
+  viewToControls();
+  setAutoRefresh();
+  load();
+}
+
+function start() {
+  const zones = new Set([...(Intl.supportedValuesOf ? Intl.supportedValuesOf("timeZone") : []), "UTC"]);
+  $("#time-zones").replaceChildren(...[...zones].sort().map((zone) => new Option(zone)));
+  $("#sign-in-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("#api-key").value.trim();
+    $("#api-key").value = "";
+    signIn(key);
+  });
+  $("#sign-out").addEventListener("click", () => signOut(""));
+  $("#controls").addEventListener("change", changed);
+  $("#controls").addEventListener("submit", (event) => {
+    event.preventDefault();
+    changed();
+  });
+  document.querySelectorAll("button[data-csv]").forEach((button) =>
+    button.addEventListener("click", () => download(button.dataset.csv)));
+  writeView(view);
+  const key = sessionStorage.getItem(KEY_STORAGE);
+  if (key) signIn(key);
+  else showSignIn("");
+}
+
+start();
