@@ -1,5 +1,5 @@
 """Reading windows from cells, and from raw calls for their edges: `approximate`."""
-from peewee import CTE, JOIN, Case, Select, fn
+from peewee import CTE, JOIN, SQL, Case, Select, fn
 
 from ... import statistics
 from ...db import database, fetch_all
@@ -148,7 +148,10 @@ class _CellSource:
 
 
 def _rollup_column(name):
-    """As llm_call has it: error_class NULL for ok calls (the cells store '')."""
+    """As llm_call has it: error_class NULL for ok calls (the cells store '').
+
+    The '' is written into the SQL, not bound: PostgreSQL takes NULLIF(x, $1)
+    in SELECT and NULLIF(x, $2) in GROUP BY for different expressions."""
     if name == "error_class":
-        return fn.NULLIF(UsageRollup.error_class, "")
+        return fn.NULLIF(UsageRollup.error_class, SQL("''"))
     return getattr(UsageRollup, name)
