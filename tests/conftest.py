@@ -34,8 +34,14 @@ def _reset_postgres(url):
 
 @pytest.fixture(params=BACKENDS)
 def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/usage.db"
+    return backend_url(request.param, tmp_path)
+
+
+def backend_url(backend, folder):
+    """A fresh database of `backend`: a SQLite file in `folder`, or the
+    PostgreSQL database of TEST_DATABASE_URL with its schema reset."""
+    if backend == "sqlite":
+        return f"sqlite:///{folder}/usage.db"
     url = os.environ.get("TEST_DATABASE_URL")
     if not url:
         if os.environ.get("REQUIRE_POSTGRES") == "1":

@@ -21,7 +21,8 @@ let view = readView(location.search);
 let timer = null;
 let loads = 0;         // the latest load; an older one that ends later is dropped
 let drawn = null;      // the requests whose answers are on the page
-let lastRequests = null;
+let lastRequests = null;  // what the page shows, and with which percentiles,
+let lastPercentiles = null;  // for the CSV downloads
 
 function showSignIn(message) {
   $("#view").hidden = true;
@@ -174,6 +175,7 @@ async function load() {
     render(answers, fallback);
     drawn = key;
     lastRequests = requests;
+    lastPercentiles = answers.series.body.percentiles;
     $("#status").textContent = `Updated at ${time}.`;
   } catch (error) {
     if (ticket !== loads) return;
@@ -185,6 +187,9 @@ async function load() {
     $("#status").textContent = "";
     $("#error").textContent = error.message;
     $("#error").hidden = false;
+  } finally {
+    // Which load the page shows, for anyone waiting on it (the browser tests).
+    if (ticket === loads) document.body.dataset.loads = String(ticket);
   }
 }
 
@@ -213,7 +218,7 @@ function render(answers, fallback) {
 async function download(kind) {
   if (!lastRequests) return;
   const [path, params] = kind === "tenants" ? lastRequests.totals : lastRequests.grouped;
-  const query = kind === "tenants" ? params : {...params, group_by: kind};
+  const query = {...params, percentiles: lastPercentiles, ...(kind === "tenants" ? {} : {group_by: kind})};
   try {
     const {blob, filename} = await api.csv(path, query);
     const link = document.createElement("a");

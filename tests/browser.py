@@ -1,0 +1,89 @@
+"""Debian's Chromium, driven by Selenium through Debian's chromedriver, and
+what a person does on /dashboard. Nothing downloads a browser or a driver:
+both paths are given, so Selenium Manager is never asked for one.
+
+Used by tests/test_dashboard_browser.py and docs/screenshot.py.
+"""
+import os
+import shutil
+
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
+MISSING = ("Debian's chromium and chromium-driver are needed (apt-get install chromium chromium-driver; "
+           ".ci/run installs them)")
+TIMEOUT = 30  # seconds: liveness only, on 2 busy cores
+
+# Every page records the Content-Security-Policy violations it meets.
+RECORD_VIOLATIONS = """
+window.__violations = [];
+document.addEventListener("securitypolicyviolation", (event) => window.__violations.push(
+  {directive: event.violatedDirective, blocked: event.blockedURI, source: event.sourceFile}));
+"""
+
+
+def require_chromium(pytest):
+    """Skip without Chromium, but fail in CI (CI is set), where .ci/run installs it."""
+    if CHROMIUM and CHROMEDRIVER:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"Chromium is missing in CI: {MISSING}")
+    pytest.skip(MISSING)
+
+
+def chromium(width=1280, height=900, downloads=None):
+    """Headless Chromium with background networking off, recording CSP violations."""
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-default-apps", "--disable-extensions", "--no-first-run", "--disable-quic",
+                     "--lang=en-US", f"--window-size={width},{height}"):
+        options.add_argument(argument)
+    if downloads:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                                  "download.prompt_for_download": False})
+    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_script_timeout(TIMEOUT)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORD_VIOLATIONS})
+    return driver
+
+
+def wait(driver, condition, message="", timeout=TIMEOUT):
+    return WebDriverWait(driver, timeout).until(lambda d: condition(d), message)
+
+
+def find(driver, selector):
+    return driver.find_element(By.CSS_SELECTOR, selector)
+
+
+def loads(driver):
+    """How many loads the page has finished (`data-loads` on <body>)."""
+    return int(driver.execute_script("return document.body.dataset.loads || '0'"))
+
+
+def after_load(driver, action):
+    """Do `action` (which starts a load) and wait until that load has finished."""
+    before = loads(driver)
+    action()
+    wait(driver, lambda d: loads(d) > before, "the page did not finish loading")
+
+
+def open_signed_out(driver, url):
+    """Open the page with no key in the tab: sessionStorage is cleared on
+    another page of the origin, where no sign-in can be under way."""
+    driver.get(url.split("/dashboard")[0] + "/healthz")
+    driver.execute_script("sessionStorage.clear()")
+    driver.get(url)
+    wait(driver, lambda d: find(d, "#sign-in").is_displayed(), "no sign-in form")
+
+
+def sign_in(driver, base, key, query=""):
+    """Open /dashboard[query], type the key, press Enter, wait for the first load."""
+    open_signed_out(driver, f"{base}/dashboard{query}")
+    field = find(driver, "#api-key")
+    after_load(driver, lambda: field.send_keys(key + "\n"))

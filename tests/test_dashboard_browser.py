@@ -1,0 +1,427 @@
+"""/dashboard in a real browser: Debian's Chromium, driven like a person.
+
+One Chromium serves the whole module (background networking off; it can
+reach nothing but the service). Per backend, one database is seeded with
+the calls below and served by gunicorn; tests that add calls add them to
+`site.records` too. Every expected number is computed here from those
+records (tests/expected.py), and compared with what the API answers for the
+window the page says it shows. Outside CI the module is skipped when
+Chromium is missing; in CI (.ci/run installs it) that fails.
+"""
+import datetime as dt
+import json
+import time
+import urllib.request
+from decimal import Decimal
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import pytest
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.keys import Keys as Key
+from selenium.webdriver.support.ui import Select
+
+import browser
+from app.db import database
+from app.models import UsageRollupState
+from browser import after_load, find, open_signed_out, sign_in, wait
+from conftest import BACKENDS, Keys, backend_url, build_app, gunicorn
+from data import UTC, record, store
+from expected import expected_stats, in_window
+
+KEY_STORAGE = "usage-dashboard.api-key"
+HOSTILE_MODEL = '<img src=x onerror="window.__pwned=1">'
+HOSTILE_ERROR = '<img src=x onerror="window.__pwned=2">'
+MARKUP_MODEL = "<b>bold</b> &amp; %{y}"
+OPERATIONS = ["analyze", "summarize", "assign_codes"]
+MODELS = ["gpt-4o-mini", "gpt-4o", "claude-haiku"]
+
+
+def seed_records(today):
+    """acme: four calls a day over the last five UTC days, at hours that are
+    the next day in Tokyo (16:30, 22:45), one in six an error. globex: the
+    hostile names."""
+    records = []
+    for day in range(1, 6):
+        for index, hours in enumerate((1, 9, 16.5, 22.75)):
+            n = day * 4 + index
+            failed = n % 6 == 0
+            records.append(record(
+                "acme", today - dt.timedelta(days=day) + dt.timedelta(hours=hours),
+                operation=OPERATIONS[n % 3], model=MODELS[n % 2 if day < 4 else 2],
+                status="error" if failed else "ok", cost="0" if failed else f"0.{n:02d}{n * 37 % 1000:03d}1",
+                duration=200 + 97 * n, input_tokens=1000 + 13 * n, output_tokens=100 + 7 * n))
+    at = today - dt.timedelta(days=2, hours=-10)
+    records += [
+        record("globex", at, model=HOSTILE_MODEL, cost="0.250000", duration=900),
+        record("globex", at + dt.timedelta(minutes=5), model=MARKUP_MODEL, cost="0.050000"),
+        record("globex", at + dt.timedelta(minutes=9), status="error", error_class=HOSTILE_ERROR, cost="0"),
+    ]
+    return records
+
+
+class Site:
+    """A seeded database served by gunicorn: `base` URL, `keys`, `records`."""
+
+    def __init__(self, app, base, keys, records):
+        self.app, self.base, self.keys, self.records = app, base, keys, records
+
+    def add(self, records):
+        store(self.app, records)
+        self.records += records
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    browser.require_chromium(pytest)
+    chromium = browser.chromium()
+    chromium.downloads = tmp_path_factory.mktemp("downloads")
+    chromium.execute_cdp_cmd("Browser.setDownloadBehavior",
+                             {"behavior": "allow", "downloadPath": str(chromium.downloads)})
+    yield chromium
+    chromium.quit()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(request, driver, tmp_path_factory):
+    folder = tmp_path_factory.mktemp(request.param)
+    url = backend_url(request.param, folder)
+    app = build_app(url, folder)
+    keys = Keys(app)
+    for tenant in ("acme", "globex"):
+        keys.tenant(tenant)
+    keys.tenant("ops", allows_superusers=True)
+    today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    records = seed_records(today)
+    store(app, records)
+    with gunicorn(url, workers=2) as base:
+        yield Site(app, base, {"acme": keys.key("acme"), "admin": keys.key("ops", superuser=True)}, records)
+    if hasattr(database.obj, "close_all"):
+        database.obj.close_all()
+
+
+def api(site, path, key, accept="application/json", method="GET", body=None, **params):
+    """The API's answer (JSON with exact decimals, or text), as any other client gets it."""
+    query = f"?{urlencode(params, doseq=True)}" if params else ""
+    request = urllib.request.Request(
+        f"{site.base}{path}{query}", method=method, data=json.dumps(body).encode() if body else None,
+        headers={"X-API-Key": key, "Accept": accept, "Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        text = response.read().decode()
+    if accept == "application/json" and text:
+        return json.loads(text, parse_float=Decimal)
+    return text
+
+
+def page_window(driver):
+    shown = find(driver, "#window-shown")
+    return tuple(dt.datetime.fromisoformat(shown.get_attribute(f"data-{end}").replace("Z", "+00:00"))
+                 for end in ("from", "to"))
+
+
+def window_params(driver):
+    start, end = page_window(driver)
+    return {"from": start.isoformat(), "to": end.isoformat()}
+
+
+def table(driver, table_id, part="tbody"):
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
+        f"#{table_id} {part} tr")
+
+
+def rows(items, name):
+    """Table rows as the page writes them: counts with thousands separators,
+    money with six decimals. `items` are breakdowns or statistics objects."""
+    def numbers(item):
+        if "cost_usd" in item:
+            return item["cost_usd"], item["input_tokens_total"], item["output_tokens_total"]
+        return item["total_cost_usd"], item["input_tokens"]["total"], item["output_tokens"]["total"]
+
+    return [[item[name], f"{item['total_calls']:,}", f"{item['failed_calls']:,}", f"{cost:.6f}",
+             f"{tokens_in:,}", f"{tokens_out:,}"] for item in items for cost, tokens_in, tokens_out in [numbers(item)]]
+
+
+def plotted(driver, chart):
+    """The traces drawn in a chart: name, x (local bucket starts) and y."""
+    return driver.execute_script(
+        "return document.getElementById(arguments[0]).data.map(t => ({name: t.name, x: t.x, y: t.y}))",
+        f"chart-{chart}")
+
+
+def wall(bucket):
+    return bucket["start"][:19].replace("T", " ")
+
+
+def choose(driver, select_id, value):
+    after_load(driver, lambda: Select(find(driver, f"#{select_id}")).select_by_value(value))
+
+
+def storage(driver):
+    return driver.execute_script(f"return sessionStorage.getItem('{KEY_STORAGE}')")
+
+
+def assert_charts_drawn(driver):
+    for chart in ("cost", "calls", "duration", "tokens"):
+        assert driver.execute_script(
+            "const gd = document.getElementById(arguments[0]);"
+            "return gd.querySelectorAll('.main-svg').length > 0 && gd.data.length > 0 && gd.offsetWidth > 0",
+            f"chart-{chart}"), chart
+
+
+def assert_nothing_but_map_styles_blocked(driver):
+    """The policy blocked nothing but the map stylesheet plotly.js adds when
+    it loads (the dashboard draws no maps): no script, no style of plotly's."""
+    violations = driver.execute_script("return window.__violations")
+    assert all(v["directive"] == "style-src-elem" and v["source"].endswith("/plotly.min.js")
+               for v in violations), violations
+    styles = driver.execute_script("return [...document.querySelectorAll('style')].map(s => s.textContent)")
+    assert all(style.startswith(".maplibregl") for style in styles)
+
+
+def test_a_tenant_picks_a_window_and_a_grouping_and_reads_the_apis_numbers(driver, site):
+    sign_in(driver, site.base, site.keys["acme"])
+    choose(driver, "window", "7d")
+    choose(driver, "group-by", "operation")
+    start, end = page_window(driver)
+    assert end - start >= dt.timedelta(days=7) - dt.timedelta(hours=1)
+    answer = api(site, "/v1/usage", site.keys["acme"], **window_params(driver))
+    expected = expected_stats(site.records, "acme", start, end)
+    assert expected["total_calls"] >= 12
+    assert table(driver, "table-operations") == rows(answer["by_operation"], "operation") \
+        == rows(expected["by_operation"], "operation")
+    assert table(driver, "table-models") == rows(answer["by_model"], "model") == rows(expected["by_model"], "model")
+    assert not find(driver, "#tenants-block").is_displayed()
+    assert_charts_drawn(driver)
+    # The charts hold the series' numbers: cost per operation, calls, percentiles, tokens.
+    params = {**window_params(driver), "tz": find(driver, "#tz").get_attribute("value"),
+              "bucket": "day", "percentiles": "approximate"}
+    grouped = api(site, "/v1/usage/series", site.keys["acme"], group_by="operation", **params)
+    drawn = {trace["name"]: dict(zip(trace["x"], trace["y"])) for trace in plotted(driver, "cost")}
+    assert drawn == {op: {wall(b): float(g["total_cost_usd"]) if g else None
+                          for b in grouped["buckets"]
+                          for g in [next((g for g in b["groups"] if g["operation"] == op), None)]}
+                     for op in {item["operation"] for item in expected["by_operation"]}}
+    series = api(site, "/v1/usage/series", site.keys["acme"], **params)
+    calls, failed = plotted(driver, "calls")
+    assert calls["x"] == [wall(b) for b in series["buckets"]]
+    assert calls["y"] == [b["groups"][0]["total_calls"] for b in series["buckets"]]
+    assert failed["y"] == [b["groups"][0]["failed_calls"] for b in series["buckets"]]
+    p50, p95 = plotted(driver, "duration")
+    assert [y for y in p95["y"] if y is not None] == [
+        float(b["groups"][0]["call_duration"]["p95"]) for b in series["buckets"]
+        if b["groups"][0]["total_calls"] > b["groups"][0]["failed_calls"]]
+    tokens_in, tokens_out = plotted(driver, "tokens")
+    assert sum(tokens_in["y"]) == expected["input_tokens"]["total"]
+    assert sum(tokens_out["y"]) == expected["output_tokens"]["total"]
+    assert "approximate" in find(driver, "#percentiles-note").text
+    assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+    assert_nothing_but_map_styles_blocked(driver)
+
+
+def test_a_superuser_sees_every_tenant_and_picks_one(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&group_by=tenant_id")
+    everyone = api(site, "/v1/usage/all", site.keys["admin"], **window_params(driver))
+    start, end = page_window(driver)
+    assert table(driver, "table-tenants") == rows(everyone["tenants"], "tenant_id") \
+        == rows([expected_stats(site.records, t, start, end) for t in ("acme", "globex")], "tenant_id")
+    total = expected_stats(site.records, None, start, end)
+    assert table(driver, "table-tenants", "tfoot") == [["All tenants", *rows([total], "tenant_id")[0][1:]]]
+    assert {trace["name"] for trace in plotted(driver, "cost")} == {"acme", "globex"}
+    choose(driver, "tenant", "globex")
+    globex = expected_stats(site.records, "globex", start, end)
+    assert table(driver, "table-models") == rows(globex["by_model"], "model")
+    assert "tenant=globex" in driver.current_url
+    calls, _ = plotted(driver, "calls")
+    assert sum(calls["y"]) == globex["total_calls"] == 3
+
+
+def test_changing_the_time_zone_moves_the_daily_buckets_as_the_api_says(driver, site):
+    sign_in(driver, site.base, site.keys["acme"], "?window=7d&bucket=day&tz=UTC&group_by=model")
+    days = {}
+    for zone in ("UTC", "Asia/Tokyo"):
+        if zone != "UTC":
+            field = find(driver, "#tz")  # select what is there, type over it, leave the field
+            after_load(driver, lambda: field.send_keys(Key.CONTROL, "a", Key.NULL, zone, Key.TAB))
+        start, end = page_window(driver)
+        series = api(site, "/v1/usage/series", site.keys["acme"], tz=zone, bucket="day",
+                     percentiles="approximate", **window_params(driver))
+        calls = plotted(driver, "calls")[0]
+        assert calls["x"] == [wall(b) for b in series["buckets"]]
+        assert calls["y"] == [b["groups"][0]["total_calls"] for b in series["buckets"]]
+        expected = {}
+        for r in site.records:
+            if r["tenant_id"] == "acme" and in_window(r, start, end):
+                day = f"{r['timestamp'].astimezone(ZoneInfo(zone)).date()} 00:00:00"
+                expected[day] = expected.get(day, 0) + 1
+        days[zone] = {x: y for x, y in zip(calls["x"], calls["y"]) if y}
+        assert days[zone] == expected
+        assert f"tz={zone.replace('/', '%2F')}" in driver.current_url
+    assert days["UTC"] != days["Asia/Tokyo"]
+
+
+def test_names_written_by_tenants_are_shown_as_text_and_run_nothing(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&group_by=model")
+    legend = driver.execute_script(
+        "return [...document.querySelectorAll('#chart-cost .legendtext')].map(e => e.textContent)")
+    assert HOSTILE_MODEL in legend and MARKUP_MODEL in legend
+    models = [row[0] for row in table(driver, "table-models")]
+    assert HOSTILE_MODEL in models and MARKUP_MODEL in models
+    # Hover the hostile model's bar: the hover label shows the name as it is.
+    index = [trace["name"] for trace in plotted(driver, "cost")].index(
+        HOSTILE_MODEL.replace("<", "&lt;").replace(">", "&gt;"))
+    bar = [b for b in driver.find_elements(
+        "css selector", f"#chart-cost .barlayer .trace:nth-child({index + 1}) .point path")
+        if b.size["height"] > 0][0]
+    ActionChains(driver).move_to_element(bar).perform()
+    wait(driver, lambda d: HOSTILE_MODEL in d.execute_script(
+        "const layer = document.querySelector('#chart-cost .hoverlayer'); return layer ? layer.textContent : ''"),
+        "no hover label with the model's name")
+    choose(driver, "group-by", "error_class")
+    legend = driver.execute_script(
+        "return [...document.querySelectorAll('#chart-cost .legendtext')].map(e => e.textContent)")
+    assert HOSTILE_ERROR in legend
+    assert driver.execute_script("return window.__pwned") is None
+    assert driver.execute_script("return document.images.length") == 0
+    assert driver.execute_script("return document.querySelectorAll('script:not([src])').length") == 0
+    assert_nothing_but_map_styles_blocked(driver)
+
+
+def test_the_key_stays_in_session_storage_and_headers_only(driver, site):
+    key = site.keys["admin"]
+    sign_in(driver, site.base, key, "?window=30d")
+    choose(driver, "group-by", "operation")
+    choose(driver, "tenant", "acme")
+    assert storage(driver) == key
+    assert key not in driver.current_url and "key" not in driver.current_url
+    assert driver.execute_script("return document.cookie") == "" and driver.get_cookies() == []
+    assert driver.execute_script("return localStorage.length") == 0
+    requested = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert any("/v1/usage" in url for url in requested)
+    assert all(url.startswith(site.base + "/") and key not in url for url in requested), requested
+    assert find(driver, "#api-key").get_attribute("value") == ""
+    find(driver, "#sign-out").click()
+    wait(driver, lambda d: find(d, "#sign-in").is_displayed())
+    assert storage(driver) is None and not find(driver, "#view").is_displayed()
+
+
+def test_a_wrong_or_revoked_key_returns_to_the_sign_in_form(driver, site):
+    open_signed_out(driver, f"{site.base}/dashboard")
+    find(driver, "#api-key").send_keys("usk_0123456789abcdef_wrong" + Key.ENTER)
+    wait(driver, lambda d: find(d, "#sign-in-error").text, "no message for a wrong key")
+    assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
+    created = api(site, "/v1/tenants/acme/keys", site.keys["admin"], method="POST", body={"name": "revoke me"})
+    sign_in(driver, site.base, created["key"])
+    assert find(driver, "#view").is_displayed() and storage(driver) == created["key"]
+    api(site, f"/v1/keys/{created['key_id']}", site.keys["admin"], method="DELETE")
+    find(driver, "#refresh").click()
+    wait(driver, lambda d: find(d, "#sign-in").is_displayed(), "a revoked key kept the view")
+    assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
+    assert storage(driver) is None and not find(driver, "#view").is_displayed()
+
+
+# The page's 60 s auto-refresh, run every half second for this test only.
+FAST_AUTO_REFRESH = """
+const realSetInterval = window.setInterval;
+window.setInterval = (callback, ms, ...rest) => realSetInterval(callback, ms === 60000 ? 500 : ms, ...rest);
+"""
+
+
+def test_auto_refresh_costs_a_304_and_no_redraw_until_the_numbers_change(driver, site):
+    shim = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAST_AUTO_REFRESH})
+    try:
+        sign_in(driver, site.base, site.keys["admin"], "?window=7d&auto=1")
+        assert find(driver, "#auto-refresh").is_selected()
+        draws = find(driver, "#chart-cost").get_attribute("data-draws")
+        wait(driver, lambda d: "no change (304)" in find(d, "#status").text, "no 304 from the auto-refresh")
+        assert find(driver, "#chart-cost").get_attribute("data-draws") == draws
+        statuses = driver.execute_script(
+            "return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/usage'))"
+            ".slice(-3).map(e => e.responseStatus)")
+        assert statuses == [304, 304, 304]
+        start, end = page_window(driver)
+        site.add([record("globex", min(dt.datetime.now(UTC), end - dt.timedelta(minutes=1)),
+                         cost="0.123456", model="gpt-4o")])
+        wait(driver, lambda d: find(d, "#chart-cost").get_attribute("data-draws") != draws, "no redraw")
+        total = expected_stats(site.records, None, start, end)
+        assert table(driver, "table-tenants", "tfoot")[0][1] == f"{total['total_calls']:,}"
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
+
+
+def test_an_empty_window_says_so(driver, site):
+    sign_in(driver, site.base, site.keys["acme"], "?window=custom&from=2001-01-01T00:00&to=2001-01-08T00:00&tz=UTC")
+    assert find(driver, "#empty").is_displayed() and find(driver, "#empty").text == "No calls in this window."
+    assert not find(driver, "#results").is_displayed()
+
+
+def test_without_rollups_the_percentiles_are_exact_and_the_page_says_why(driver, site):
+    with site.app.app_context():
+        UsageRollupState.update(needs_rebuild=True).execute()
+    try:
+        sign_in(driver, site.base, site.keys["acme"], "?window=7d")
+        note = find(driver, "#percentiles-note").text
+        assert "exact" in note and "flask --app wsgi rollups rebuild" in note
+        assert_charts_drawn(driver)
+        assert not find(driver, "#error").is_displayed()
+    finally:
+        with site.app.app_context():
+            UsageRollupState.update(needs_rebuild=False).execute()
+
+
+def downloaded(driver, name):
+    path = driver.downloads / name
+    wait(driver, lambda d: path.exists() and path.stat().st_size > 0, f"{name} was not downloaded")
+    time.sleep(0.2)  # let Chromium finish writing
+    return path.read_bytes().decode("utf-8")  # CRLF line ends kept
+
+
+def test_download_csv_saves_the_apis_csv(driver, site):
+    for old in driver.downloads.iterdir():  # the other backend's files have the same names
+        old.unlink()
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&tz=UTC")
+    params = window_params(driver)
+    find(driver, 'button[data-csv="tenants"]').click()
+    expected = api(site, "/v1/usage/all", site.keys["admin"], accept="text/csv", percentiles="approximate", **params)
+    start, end = page_window(driver)
+    name = f"usage_all_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}.csv"
+    assert downloaded(driver, name) == expected
+    find(driver, 'button[data-csv="operation"]').click()
+    expected = api(site, "/v1/usage/all/series", site.keys["admin"], accept="text/csv", bucket="day", tz="UTC",
+                   group_by="operation", percentiles="approximate", **params)
+    assert expected.count("\n") > 3
+    assert downloaded(driver, f"usage-series_all_day_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}.csv") == expected
+
+
+def test_keyboard_labels_and_a_narrow_screen(driver, site):
+    driver.set_window_size(390, 844)
+    try:
+        sign_in(driver, site.base, site.keys["acme"], "?window=7d")  # typed, then Enter
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
+        assert_charts_drawn(driver)
+        assert driver.execute_script(
+            "return [...document.querySelectorAll('.chart')].every(c => c.getBoundingClientRect().right <= innerWidth)")
+        unlabelled = driver.execute_script(
+            "return [...document.querySelectorAll('input, select')].filter(e => e.labels.length === 0).map(e => e.id)")
+        assert unlabelled == []
+        header = find(driver, "#table-models th:nth-child(2) button")  # Calls
+        header.send_keys(Key.ENTER)
+        calls = [int(row[1].replace(",", "")) for row in table(driver, "table-models")]
+        assert calls == sorted(calls, reverse=True)
+        assert find(driver, "#table-models th:nth-child(2)").get_attribute("aria-sort") == "descending"
+        find(driver, "#table-models th:nth-child(2) button").send_keys(Key.ENTER)
+        calls = [int(row[1].replace(",", "")) for row in table(driver, "table-models")]
+        assert calls == sorted(calls)
+    finally:
+        driver.set_window_size(1280, 900)
+
+
+def test_the_time_zone_is_the_browsers_until_one_is_chosen(driver, site):
+    driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "America/St_Johns"})
+    try:
+        sign_in(driver, site.base, site.keys["acme"])
+        assert find(driver, "#tz").get_attribute("value") == "America/St_Johns"
+        assert "tz=America%2FSt_Johns" in driver.current_url
+        assert find(driver, "#window-shown").text.endswith("(America/St_Johns).")
+    finally:
+        driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
