@@ -4,6 +4,7 @@ Every failure a user can cause or meet (an invalid argument, a database that
 cannot be opened, a schema never migrated) ends the command with one line
 saying what is wrong and exit status 1, never a traceback.
 """
+import datetime as dt
 import functools
 import sys
 from urllib.parse import urlsplit
@@ -13,7 +14,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from peewee import DatabaseError, InterfaceError
 
-from . import accounts, ingest
+from . import accounts, ingest, sample
 from .repository import rollups
 from .db import database, open_database
 from .migrate import SchemaNotCurrent, require_current, upgrade
@@ -180,6 +181,33 @@ def calls_import(file):
                    "complete it.", err=True)
         raise
     click.echo(f"Imported: {progress.created} created, {progress.duplicates} duplicates.")
+
+
+@calls_cli.command("sample")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 366),
+              help="Days before today (UTC) to fill.")
+@click.option("--per-day", default=20, show_default=True, type=click.IntRange(1, 10000),
+              help="Calls per tenant and day.")
+@click.option("--tenant", "tenant_ids", multiple=True,
+              help="Only this tenant (repeat for several; default: every tenant).")
+@needs_schema
+def calls_sample(days, per_day, tenant_ids):
+    """Record synthetic calls of the last days, to try the dashboard.
+
+    Run again the same UTC day, it adds nothing: the same calls come out and
+    are counted as duplicates. They go through the same validation as
+    `calls import` and keep the rollups.
+    """
+    tenant_ids = tenant_ids or [tenant.tenant_id for tenant in accounts.list_tenants()]
+    if not tenant_ids:
+        raise click.ClickException("No tenant yet: create one first (flask --app wsgi tenants create acme).")
+    lines = sample.sample_lines(tenant_ids, days, per_day, dt.datetime.now(dt.timezone.utc).date())
+    try:
+        created, duplicates = ingest.import_jsonl(lines, current_app.extensions["usage_repository"])
+    except ingest.ImportRejected as rejected:  # an unknown --tenant
+        raise click.ClickException(rejected.errors[0][1]) from None
+    click.echo(f"Recorded sample calls for {', '.join(sorted(tenant_ids))}: "
+               f"{created} created, {duplicates} duplicates.")
 
 
 @rollups_cli.command("rebuild")

@@ -175,3 +175,34 @@ def test_interrupted_import_says_what_is_stored_and_a_rerun_completes_it(app, ru
     assert result.exit_code == 0, result.output
     assert "Imported: 250 created, 200 duplicates." in result.output
     assert count_calls(app) == 450
+
+
+def test_calls_sample_fills_the_days_before_today_once_a_day(runner, client, keys):
+    """Every call on one of the --days UTC days before today, per tenant and day
+    as asked; the same day again, only duplicates; rollups kept (approximate)."""
+    keys.tenant("acme")
+    keys.tenant("globex")
+    result = invoke(runner, "calls", "sample", "--days", "3", "--per-day", "5")
+    assert result.exit_code == 0, result.output
+    assert "acme, globex: 30 created, 0 duplicates" in result.output
+    result = invoke(runner, "calls", "sample", "--days", "3", "--per-day", "5")
+    assert "0 created, 30 duplicates" in result.output
+    today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    key = keys.key("acme")
+    for day in range(1, 4):
+        start = today - dt.timedelta(days=day)
+        body = client.get("/v1/usage", headers={"X-API-Key": key}, query_string={
+            "from": start.isoformat(), "to": (start + dt.timedelta(days=1)).isoformat(),
+            "percentiles": "approximate"}).get_json()
+        assert body["total_calls"] == 5, day
+    outside = client.get("/v1/usage", headers={"X-API-Key": key}, query_string={
+        "to": (today - dt.timedelta(days=3)).isoformat()}).get_json()["total_calls"]
+    outside += client.get("/v1/usage", headers={"X-API-Key": key}, query_string={
+        "from": today.isoformat()}).get_json()["total_calls"]
+    assert outside == 0
+
+
+def test_calls_sample_names_an_unknown_tenant(runner):
+    result = invoke(runner, "calls", "sample", "--tenant", "nope")
+    assert result.exit_code == 1 and "Unknown tenant 'nope'" in result.output
+    assert "No tenant yet" in invoke(runner, "calls", "sample").output
