@@ -9,7 +9,7 @@ WORKERS ?= 2
 TIMEOUT ?= 120
 BENCH_ARGS ?=
 
-.PHONY: install migrate run test bench clean
+.PHONY: install migrate run test bench screenshot clean
 
 $(BIN)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ test: install
 # BENCH_DATABASE_URL or --database-url names another), never the one `make run` serves.
 bench: install
 	$(BIN)/python bench/bench.py $(BENCH_ARGS)
+
+# docs/dashboard.png, from the shipped sample in a throwaway database (needs Debian's
+# chromium and chromium-driver).
+screenshot: install
+	$(BIN)/python docs/screenshot.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

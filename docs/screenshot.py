@@ -1,0 +1,64 @@
+"""Regenerate docs/dashboard.png: `make screenshot`.
+
+A throwaway SQLite database gets the README's tenants and the shipped sample
+(examples/calls.jsonl, November 2026); gunicorn serves it on a free port;
+Debian's Chromium (Selenium, Debian's chromedriver) signs in with a
+superuser key and photographs the whole page at 1280 px, the window set to
+November 2026 in UTC, so the picture is the same whatever today's date.
+Needs the test extra (`make install`) and `apt-get install chromium chromium-driver`.
+"""
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+import browser  # noqa: E402  (tests/browser.py)
+from conftest import gunicorn  # noqa: E402
+
+from app import accounts, create_app, ingest  # noqa: E402
+from app.db import database  # noqa: E402
+from app.migrate import upgrade  # noqa: E402
+
+VIEW = "?window=custom&from=2026-11-01T00:00&to=2026-12-01T00:00&bucket=day&tz=UTC&group_by=model"
+OUTPUT = ROOT / "docs" / "dashboard.png"
+
+
+def seeded_database(folder):
+    url = f"sqlite:///{folder}/usage.db"
+    app = create_app({"DATABASE_URL": url})
+    with app.app_context():
+        upgrade(database.obj)
+        for tenant_id in ("acme", "globex", "initech"):
+            accounts.create_tenant(tenant_id)
+        accounts.create_tenant("ops", "Operators", allows_superusers=True)
+        key = accounts.create_key("ops", "admin", True)[1]
+        with open(ROOT / "examples" / "calls.jsonl", encoding="utf-8") as lines:
+            ingest.import_jsonl(lines, app.extensions["usage_repository"])
+    return url, key
+
+
+def main():
+    if not (browser.CHROMIUM and browser.CHROMEDRIVER):
+        sys.exit(browser.MISSING)
+    with tempfile.TemporaryDirectory() as folder:
+        url, key = seeded_database(folder)
+        with gunicorn(url, workers=1) as base:
+            driver = browser.chromium(width=1280, height=900)
+            try:
+                browser.sign_in(driver, base, key, VIEW)
+                height = driver.execute_script("return document.documentElement.scrollHeight")
+                # The whole page in one picture: a viewport as tall as the page.
+                driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                    "width": 1280, "height": height, "deviceScaleFactor": 1, "mobile": False})
+                browser.wait(driver, lambda d: d.execute_script(
+                    "return document.documentElement.scrollHeight <= innerHeight"), "the page kept growing")
+                OUTPUT.write_bytes(driver.get_screenshot_as_png())
+            finally:
+                driver.quit()
+    print(f"Wrote {OUTPUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
