@@ -4,19 +4,21 @@ both paths are given, so Selenium Manager is never asked for one.
 
 Used by tests/test_dashboard_browser.py and docs/screenshot.py.
 """
+import datetime as dt
 import os
 import shutil
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 MISSING = ("Debian's chromium and chromium-driver are needed (apt-get install chromium chromium-driver; "
            ".ci/run installs them)")
 TIMEOUT = 30  # seconds: liveness only, on 2 busy cores
+KEY_STORAGE = "usage-dashboard.api-key"
 
 # Every page records the Content-Security-Policy violations it meets.
 RECORD_VIOLATIONS = """
@@ -87,3 +89,42 @@ def sign_in(driver, base, key, query=""):
     open_signed_out(driver, f"{base}/dashboard{query}")
     field = find(driver, "#api-key")
     after_load(driver, lambda: field.send_keys(key + "\n"))
+
+
+# What a person reads on the page.
+
+def page_window(driver):
+    """[from, to) of the view, as the page asked the API (data-from, data-to)."""
+    shown = find(driver, "#window-shown")
+    return tuple(dt.datetime.fromisoformat(shown.get_attribute(f"data-{end}").replace("Z", "+00:00"))
+                 for end in ("from", "to"))
+
+
+def table(driver, table_id, part="tbody"):
+    """The texts of the cells of a table's rows (its body, or `tfoot`)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
+        f"#{table_id} {part} tr")
+
+
+def plotted(driver, chart):
+    """The traces drawn in a chart: name, x (local bucket starts) and y."""
+    return driver.execute_script(
+        "return document.getElementById(arguments[0]).data.map(t => ({name: t.name, x: t.x, y: t.y}))",
+        f"chart-{chart}")
+
+
+def choose(driver, select_id, value):
+    after_load(driver, lambda: Select(find(driver, f"#{select_id}")).select_by_value(value))
+
+
+def stored_key(driver):
+    """The key the tab keeps in sessionStorage, or None."""
+    return driver.execute_script(f"return sessionStorage.getItem('{KEY_STORAGE}')")
+
+
+def legend(driver, chart="cost"):
+    """The names in a chart's legend, as shown."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
+        f"#chart-{chart} .legend .legendtext")

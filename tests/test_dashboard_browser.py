@@ -19,17 +19,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys as Key
-from selenium.webdriver.support.ui import Select
 
 import browser
 from app.db import database
 from app.models import UsageRollupState
-from browser import after_load, find, open_signed_out, sign_in, wait
+from browser import (after_load, choose, find, legend, open_signed_out, page_window, plotted, sign_in,
+                     stored_key, table, wait)
 from conftest import BACKENDS, Keys, backend_url, build_app, gunicorn
 from data import UTC, record, store
 from expected import expected_stats, in_window
 
-KEY_STORAGE = "usage-dashboard.api-key"
 HOSTILE_MODEL = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_ERROR = '<img src=x onerror="window.__pwned=2">'
 MARKUP_MODEL = "<b>bold</b> &amp; %{y}"
@@ -113,21 +112,9 @@ def api(site, path, key, accept="application/json", method="GET", body=None, **p
     return text
 
 
-def page_window(driver):
-    shown = find(driver, "#window-shown")
-    return tuple(dt.datetime.fromisoformat(shown.get_attribute(f"data-{end}").replace("Z", "+00:00"))
-                 for end in ("from", "to"))
-
-
 def window_params(driver):
     start, end = page_window(driver)
     return {"from": start.isoformat(), "to": end.isoformat()}
-
-
-def table(driver, table_id, part="tbody"):
-    return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
-        f"#{table_id} {part} tr")
 
 
 def rows(items, name):
@@ -142,23 +129,8 @@ def rows(items, name):
              f"{tokens_in:,}", f"{tokens_out:,}"] for item in items for cost, tokens_in, tokens_out in [numbers(item)]]
 
 
-def plotted(driver, chart):
-    """The traces drawn in a chart: name, x (local bucket starts) and y."""
-    return driver.execute_script(
-        "return document.getElementById(arguments[0]).data.map(t => ({name: t.name, x: t.x, y: t.y}))",
-        f"chart-{chart}")
-
-
 def wall(bucket):
     return bucket["start"][:19].replace("T", " ")
-
-
-def choose(driver, select_id, value):
-    after_load(driver, lambda: Select(find(driver, f"#{select_id}")).select_by_value(value))
-
-
-def storage(driver):
-    return driver.execute_script(f"return sessionStorage.getItem('{KEY_STORAGE}')")
 
 
 def assert_charts_drawn(driver):
@@ -262,9 +234,8 @@ def test_changing_the_time_zone_moves_the_daily_buckets_as_the_api_says(driver, 
 
 def test_names_written_by_tenants_are_shown_as_text_and_run_nothing(driver, site):
     sign_in(driver, site.base, site.keys["admin"], "?window=7d&group_by=model")
-    legend = driver.execute_script(
-        "return [...document.querySelectorAll('#chart-cost .legendtext')].map(e => e.textContent)")
-    assert HOSTILE_MODEL in legend and MARKUP_MODEL in legend
+    names = legend(driver)
+    assert HOSTILE_MODEL in names and MARKUP_MODEL in names
     models = [row[0] for row in table(driver, "table-models")]
     assert HOSTILE_MODEL in models and MARKUP_MODEL in models
     # Hover the hostile model's bar: the hover label shows the name as it is.
@@ -278,9 +249,7 @@ def test_names_written_by_tenants_are_shown_as_text_and_run_nothing(driver, site
         "const layer = document.querySelector('#chart-cost .hoverlayer'); return layer ? layer.textContent : ''"),
         "no hover label with the model's name")
     choose(driver, "group-by", "error_class")
-    legend = driver.execute_script(
-        "return [...document.querySelectorAll('#chart-cost .legendtext')].map(e => e.textContent)")
-    assert HOSTILE_ERROR in legend
+    assert HOSTILE_ERROR in legend(driver)
     assert driver.execute_script("return window.__pwned") is None
     assert driver.execute_script("return document.images.length") == 0
     assert driver.execute_script("return document.querySelectorAll('script:not([src])').length") == 0
@@ -292,7 +261,7 @@ def test_the_key_stays_in_session_storage_and_headers_only(driver, site):
     sign_in(driver, site.base, key, "?window=30d")
     choose(driver, "group-by", "operation")
     choose(driver, "tenant", "acme")
-    assert storage(driver) == key
+    assert stored_key(driver) == key
     assert key not in driver.current_url and "key" not in driver.current_url
     assert driver.execute_script("return document.cookie") == "" and driver.get_cookies() == []
     assert driver.execute_script("return localStorage.length") == 0
@@ -302,7 +271,7 @@ def test_the_key_stays_in_session_storage_and_headers_only(driver, site):
     assert find(driver, "#api-key").get_attribute("value") == ""
     find(driver, "#sign-out").click()
     wait(driver, lambda d: find(d, "#sign-in").is_displayed())
-    assert storage(driver) is None and not find(driver, "#view").is_displayed()
+    assert stored_key(driver) is None and not find(driver, "#view").is_displayed()
 
 
 def test_a_wrong_or_revoked_key_returns_to_the_sign_in_form(driver, site):
@@ -312,12 +281,12 @@ def test_a_wrong_or_revoked_key_returns_to_the_sign_in_form(driver, site):
     assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
     created = api(site, "/v1/tenants/acme/keys", site.keys["admin"], method="POST", body={"name": "revoke me"})
     sign_in(driver, site.base, created["key"])
-    assert find(driver, "#view").is_displayed() and storage(driver) == created["key"]
+    assert find(driver, "#view").is_displayed() and stored_key(driver) == created["key"]
     api(site, f"/v1/keys/{created['key_id']}", site.keys["admin"], method="DELETE")
     find(driver, "#refresh").click()
     wait(driver, lambda d: find(d, "#sign-in").is_displayed(), "a revoked key kept the view")
     assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
-    assert storage(driver) is None and not find(driver, "#view").is_displayed()
+    assert stored_key(driver) is None and not find(driver, "#view").is_displayed()
 
 
 # The page's 60 s auto-refresh, run every half second for this test only.
