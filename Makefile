@@ -4,9 +4,9 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
-WORKERS ?= 2
-# Statistics over a long history on SQLite can take longer than gunicorn's 30 s default.
-TIMEOUT ?= 120
+# Empty: gunicorn.conf.py decides (workers from the CPU count, timeout from the database limits).
+WORKERS ?=
+TIMEOUT ?=
 BENCH_ARGS ?=
 
 .PHONY: install migrate run test bench screenshot clean
@@ -22,7 +22,8 @@ migrate: install
 	$(BIN)/flask --app wsgi db upgrade
 
 run: migrate
-	$(BIN)/gunicorn --bind $(HOST):$(PORT) --workers $(WORKERS) --timeout $(TIMEOUT) --access-logfile - wsgi:app
+	$(BIN)/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) \
+		$(if $(WORKERS),--workers $(WORKERS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) wsgi:app
 
 test: install
 	$(BIN)/python -m pytest

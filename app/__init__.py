@@ -5,15 +5,15 @@ import sqlite3
 import psycopg
 from flask import Flask, current_app, send_from_directory
 from flask_cors import CORS
-from flask_smorest import Api
 from peewee import InterfaceError, OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
 from . import api as routes
-from . import cli, dashboard
+from . import cli, dashboard, logs, metrics, request_context
 from .api.blueprint import json_error
+from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
-from .db import ConfigurationError, Limits, database, open_database
+from .db import ConfigurationError, Limits, database, failures, open_database
 from .jsonio import ExactJSONProvider
 from .repository import PeeweeUsageRepository
 
@@ -24,8 +24,9 @@ API_DESCRIPTION = (
     "Authenticate with an API key (`usk_<key_id>_<secret>`) as `Authorization: Bearer <key>` "
     "or `X-API-Key: <key>`. Tenant keys see and write their own tenant; superuser keys see "
     "every tenant and administer tenants and keys. Errors are JSON: "
-    "`{code, status, message?, errors?}`. Money is a JSON number exact to 6 decimals; "
-    "timestamps are RFC 3339 in UTC."
+    "`{code, status, message?, errors?, request_id}`. Every response carries `X-Request-ID` "
+    "(the client's own, if it sent a sane one): quote it when reporting a problem. "
+    "Money is a JSON number exact to 6 decimals; timestamps are RFC 3339 in UTC."
 )
 
 
@@ -51,6 +52,11 @@ def create_app(config=None):
                                SQLite: percentiles sort the whole window.
     READYZ_TIMEOUT         2   /readyz answers 503 when the database has not
                                answered `SELECT 1` by then, whatever it is doing.
+
+    Operation (each explained in its module):
+    LOG_FORMAT        text (default) or json: app/logs.py.
+    METRICS_ALLOW     addresses that may read /metrics (default loopback): app/metrics.py.
+    PROXY_COUNT       reverse proxies trusted for X-Forwarded-For (default 0): app/request_context.py.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -62,6 +68,9 @@ def create_app(config=None):
         DB_STATEMENT_TIMEOUT=_seconds("DB_STATEMENT_TIMEOUT", Limits().statement),
         DB_STATISTICS_TIMEOUT=_seconds("DB_STATISTICS_TIMEOUT", Limits().statistics),
         READYZ_TIMEOUT=_seconds("READYZ_TIMEOUT", 2),
+        LOG_FORMAT=os.environ.get("LOG_FORMAT", "text"),
+        METRICS_ALLOW=os.environ.get("METRICS_ALLOW", metrics.LOOPBACK),
+        PROXY_COUNT=os.environ.get("PROXY_COUNT", "0"),
         API_TITLE="Usage service",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -77,7 +86,13 @@ def create_app(config=None):
     )
     if config:
         app.config.update(config)
+    _check_operation_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
+
+    # The log handler first: anything may log.
+    logs.init_app(app)
+    request_context.init_app(app)
+    metrics.init_app(app)
 
     limits = Limits(connect=float(app.config["DB_CONNECT_TIMEOUT"]),
                     statement=float(app.config["DB_STATEMENT_TIMEOUT"]),
@@ -91,7 +106,7 @@ def create_app(config=None):
     # swagger-ui-bundle package: /docs works with no internet access.
     app.add_url_rule(SWAGGER_ASSETS_URL + "<path:filename>", "swagger_assets",
                      _swagger_asset)
-    api = Api(app)
+    api = ServiceApi(app)
     routes.register(app, api)
     app.register_blueprint(dashboard.blp)
     _allow_cross_origin(app)
@@ -129,10 +144,18 @@ def _seconds(variable, default):
     return seconds
 
 
+def _check_operation_settings(config):
+    """Each operation setting checked and parsed in place; ConfigurationError names a bad one."""
+    config["LOG_FORMAT"] = logs.log_format(config["LOG_FORMAT"])
+    config["METRICS_ALLOW"] = metrics.allowed_networks(config["METRICS_ALLOW"])
+    config["PROXY_COUNT"] = request_context.proxy_count(str(config["PROXY_COUNT"]))
+
+
 def _database_unavailable(error):
     """A database that refuses connections, stays locked, or does not answer
     within its time limit (see create_app) is a 503, not a 500."""
     current_app.logger.warning("database unavailable: %s", error)
+    metrics.DATABASE_ERRORS.labels(failures.kind(error)).inc()
     return json_error(503, "The database does not answer; retry later.")
 
 

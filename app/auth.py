@@ -3,14 +3,14 @@
 A key is read from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 Missing, malformed, unknown or revoked keys get 401 with a
 `WWW-Authenticate` challenge; a tenant key on a superuser route gets 403.
-The authenticated key is `flask.g.api_key`.
+The authenticated key is `flask.g.api_key`. Failures are counted in the metrics.
 """
 from functools import wraps
 
 from flask import g, request
 from flask_smorest import abort
 
-from . import accounts
+from . import accounts, metrics
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="usage-service"'}
 
@@ -44,10 +44,12 @@ def require_api_key(view):
     def guarded(*args, **kwargs):
         key = presented_key()
         if key is None:
+            metrics.AUTH_FAILURES.labels("missing").inc()
             abort(401, message="An API key is required (Authorization: Bearer <key> or X-API-Key).",
                   headers=CHALLENGE)
         api_key = accounts.authenticate(key)
         if api_key is None:
+            metrics.AUTH_FAILURES.labels("invalid").inc()
             abort(401, message="The API key is unknown or revoked.",
                   headers={"WWW-Authenticate": CHALLENGE["WWW-Authenticate"] + ', error="invalid_token"'})
         g.api_key = api_key

@@ -137,10 +137,10 @@ def import_jsonl(lines, repository, progress=None):
         for chunk in chunked(rows, IMPORT_TRANSACTION_ROWS):  # a list: built before the lock
             if committed is not None and isinstance(database.obj, SqliteDatabase):
                 time.sleep(max(0.0, WRITERS_TURN_SECONDS - (time.monotonic() - committed)))
-            created, duplicates = repository.add_calls(chunk)
+            added = repository.add_calls(chunk)
             committed = time.monotonic()
-            progress.created += created
-            progress.duplicates += duplicates
+            progress.created += added.created
+            progress.duplicates += added.duplicates
     return progress.created, progress.duplicates
 
 
@@ -157,7 +157,7 @@ class BatchRejected(Exception):
 
 
 def ingest_batch(records, api_key, repository):
-    """Store validated records sent with `api_key`; return (created, duplicates).
+    """Store validated records sent with `api_key`; return what the repository `Added`.
 
     A tenant key writes for its own tenant: `tenant_id` may be left out, and a
     different one is refused (CrossTenantWrite). A superuser key writes for any

@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -23,6 +24,7 @@ from app.db import database
 from app.migrate import upgrade
 
 BACKENDS = ["sqlite", "postgresql"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _reset_postgres(url):
@@ -106,37 +108,50 @@ def auth(key):
     return {"Authorization": f"Bearer {key}"}
 
 
-@contextlib.contextmanager
-def gunicorn(database_url, workers=3, **env):
-    """gunicorn serving wsgi:app on a free port with `env` added; yields its base URL."""
+def free_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
-         "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-        cwd=Path(__file__).resolve().parent.parent,
-        env={**os.environ, "DATABASE_URL": database_url, **env},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    raise RuntimeError(server.stderr.read().decode())
-                time.sleep(0.1)
-        yield base
-    finally:
-        server.terminate()
+        return probe.getsockname()[1]
+
+
+@contextlib.contextmanager
+def gunicorn(database_url, workers=3, log=None, **env):
+    """gunicorn serving wsgi:app on a free port with `env` added; yields its base URL.
+
+    It reads gunicorn.conf.py (started in the repository's folder), as in
+    production. Its log (standard error: a line per request) goes to the
+    file `log`, or a temporary one: never a pipe that nobody reads, which
+    would stall the workers once full.
+    """
+    port = free_port()
+    with contextlib.ExitStack() as stack:
+        log_file = (open(log, "w+b") if log is not None else tempfile.TemporaryFile())
+        stack.enter_context(log_file)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
+             "--bind", f"127.0.0.1:{port}", "wsgi:app"],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url, **env},
+            stdout=subprocess.DEVNULL, stderr=log_file,
+        )
+        base = f"http://127.0.0.1:{port}"
         try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+            for _ in range(100):
+                try:
+                    urllib.request.urlopen(base + "/healthz", timeout=1).close()
+                    break
+                except OSError:
+                    if server.poll() is not None:
+                        log_file.seek(0)
+                        raise RuntimeError(log_file.read().decode(errors="replace")[-5000:])
+                    time.sleep(0.1)
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
 @pytest.fixture

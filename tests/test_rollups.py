@@ -200,8 +200,8 @@ def assert_cells_match(app, records):
 
 def test_duplicates_change_no_cell(app, stored):
     assert_cells_match(app, stored)
-    created, duplicates = store(app, stored[:300])
-    assert (created, duplicates) == (0, 300)
+    added = store(app, stored[:300])
+    assert (added.created, added.duplicates) == (0, 300)
     assert_cells_match(app, stored)
 
 

@@ -52,9 +52,9 @@ def test_errors_are_json(app, client):
         assert response.is_json and response.get_json()["code"] == code
 
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    response = client.get("/boom")
+    response = client.get("/boom", headers={"X-Request-ID": "report-me-42"})
     assert response.status_code == 500
-    assert response.get_json() == {"code": 500, "status": "Internal Server Error"}
+    assert response.get_json() == {"code": 500, "status": "Internal Server Error", "request_id": "report-me-42"}
 
 
 def test_openapi_declares_both_key_schemes(client):

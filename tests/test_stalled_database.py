@@ -40,10 +40,18 @@ from conftest import Keys, _reset_postgres, build_app, gunicorn
 ROOT = Path(__file__).resolve().parent.parent
 DATABASE_DOWN = {"code": 503, "status": "Service Unavailable",
                  "message": "The database does not answer; retry later."}
+
 # Only a guard against hanging for ever; the service answers far sooner.
 PATIENCE = 30
 # Short limits keep the tests quick (psycopg's connect timeout has a 2 s minimum).
 SHORT_LIMITS = {"DB_CONNECT_TIMEOUT": "2", "DB_STATEMENT_TIMEOUT": "2", "DB_STATISTICS_TIMEOUT": "3"}
+
+
+def _without_request_id(response):
+    """The JSON body but its request id (which every error body has)."""
+    body = response.get_json()
+    assert body.pop("request_id") == response.headers["X-Request-ID"]
+    return body
 
 
 def _in_ci():
@@ -289,7 +297,7 @@ def test_slow_statements_are_cancelled_by_their_own_limits_and_the_connection_is
 
     with _locked_calls_table(pg_url, 2.5):
         response = client.post("/v1/usage/calls", json={"calls": [call()]}, headers=headers)
-    assert (response.status_code, response.get_json()) == (503, DATABASE_DOWN)
+    assert (response.status_code, _without_request_id(response)) == (503, DATABASE_DOWN)
 
     with _locked_calls_table(pg_url, 2.5):
         response = client.get("/v1/usage", headers=headers)
@@ -299,7 +307,7 @@ def test_slow_statements_are_cancelled_by_their_own_limits_and_the_connection_is
         started = time.monotonic()
         response = client.get("/v1/usage", headers=headers)
         elapsed = time.monotonic() - started
-    assert (response.status_code, response.get_json()) == (503, DATABASE_DOWN)
+    assert (response.status_code, _without_request_id(response)) == (503, DATABASE_DOWN)
     assert elapsed < 6
 
     response = client.post("/v1/usage/calls", json={"calls": [call()]}, headers=headers)
@@ -324,7 +332,7 @@ def test_statistics_on_sqlite_end_at_the_statistics_limit(tmp_path):
 
     impatient = create_app({"DATABASE_URL": url, "TESTING": True, "DB_STATISTICS_TIMEOUT": 1e-6})
     response = impatient.test_client().get("/v1/usage", headers=headers)
-    assert (response.status_code, response.get_json()) == (503, DATABASE_DOWN)
+    assert (response.status_code, _without_request_id(response)) == (503, DATABASE_DOWN)
 
 
 # --- gunicorn in front of a frozen server: every route answers JSON ---
@@ -390,3 +398,8 @@ def test_every_route_answers_json_while_postgresql_is_frozen(cluster, pg_url, tm
         assert _request(base, "GET", "/v1/usage", key)[0] == 200
         created = _request(base, "POST", "/v1/usage/calls", key, {"calls": [call()]})
         assert created[:3] == (201, "application/json", {"received": 1, "created": 1, "duplicates": 0})
+        # The four 503s of /v1/usage and the POST, pooled and fresh, were time limits running out.
+        with urllib.request.urlopen(base + "/metrics", timeout=PATIENCE) as response:
+            metrics = response.read().decode()
+        assert 'usage_database_errors_total{kind="timeout"} 4.0' in metrics, metrics
+        assert 'kind="error"' not in metrics

@@ -20,7 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import BaseConverter
 
-from .. import accounts, keys
+from .. import accounts, keys, request_context
 from ..records import InvalidJSON, parse_json
 
 ERROR_DESCRIPTIONS = {
@@ -36,9 +36,11 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def json_error(code, message):
+def json_error(code, message, headers=None):
     """A response in flask-smorest's error shape, for error handlers (where abort() cannot be used)."""
-    return {"code": code, "status": HTTP_STATUS_CODES[code], "message": message}, code
+    body = {"code": code, "status": HTTP_STATUS_CODES[code], "message": message,
+            "request_id": request_context.current_id()}
+    return body, code, headers or {}
 
 
 def too_large_message(limit):

@@ -1,13 +1,37 @@
 """Application-wide HTTP errors with a message that says what to do.
 
-flask-smorest already turns every HTTP error into its JSON shape; these add
-the message where Werkzeug raises the error without one.
+flask-smorest already turns every HTTP error into its JSON shape
+(`ServiceApi` adds the request id to it); the handlers below add the
+message where Werkzeug raises the error without one.
 """
 from flask import current_app, request
+from flask_smorest import Api
+from flask_smorest.error_handler import ErrorSchema as SmorestErrorSchema
+from marshmallow import fields
 from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
+from .. import request_context
 from ..repository.rollups import RollupsNotBuilt
 from .blueprint import json_error, too_large_message
+
+
+class ErrorSchema(SmorestErrorSchema):
+    """Documents every error body: flask-smorest's fields and the request id."""
+
+    request_id = fields.String(metadata={
+        "description": "The request's id, as in the X-Request-ID header and the service's log "
+                       "lines: quote it when reporting a problem."})
+
+
+class ServiceApi(Api):
+    """flask-smorest's Api whose error bodies also carry `request_id`."""
+
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        payload, code, headers = super().handle_http_exception(error)
+        payload["request_id"] = request_context.current_id()
+        return payload, code, headers
 
 
 def not_found(error):

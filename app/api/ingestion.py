@@ -3,7 +3,7 @@ from flask import current_app, g
 from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
-from .. import ingest
+from .. import ingest, metrics
 from ..auth import require_api_key
 from .blueprint import Blueprint
 from ..records import CallRecordSchema
@@ -48,9 +48,10 @@ def record_calls(batch):
     records = batch["calls"]
     repository = current_app.extensions["usage_repository"]
     try:
-        created, duplicates = ingest.ingest_batch(records, g.api_key, repository)
+        added = ingest.ingest_batch(records, g.api_key, repository)
     except ingest.CrossTenantWrite as error:
         abort(403, message=str(error))
     except ingest.BatchRejected as rejected:
         abort(422, errors={"json": {"calls": rejected.errors}})
-    return {"received": len(records), "created": created, "duplicates": duplicates}
+    metrics.calls_ingested(added.by_tenant)
+    return {"received": len(records), "created": added.created, "duplicates": added.duplicates}

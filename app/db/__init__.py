@@ -5,7 +5,8 @@ the time limits and lock rules of every wait on it.
 - `connect`: DATABASE_URL -> a Peewee database (SQLite pragmas, PostgreSQL pool);
 - `deadlines`: statement timeouts, the watchdog, `statistics_transaction`,
   `execute_many`;
-- `locks`: `write_unless_locked`, for writes a request can do without.
+- `locks`: `write_unless_locked`, for writes a request can do without;
+- `failures`: whether a database error was a timeout, for the metrics.
 """
 from .connect import POSTGRES_OPTIONS, open_database, sqlite_pragmas
 from .deadlines import execute_many, fetch_all, limited_transaction, statistics_transaction

@@ -18,6 +18,7 @@ from contextlib import contextmanager, nullcontext
 import psycopg
 from peewee import PostgresqlDatabase, __exception_wrapper__
 
+from ..request_context import current_id as current_request_id
 from .handle import Limits, database
 
 logger = logging.getLogger(__name__)
@@ -241,17 +242,24 @@ class Watchdog:
 
     @contextmanager
     def deadline(self, ends, conn):
-        """Cut `conn` if the enclosed block is still running at monotonic time `ends`."""
+        """Cut `conn` if the enclosed block is still running at monotonic time `ends`;
+        the error the block then raises gets `deadline_passed` (a timeout, in the metrics)."""
         token = object()
         with self._lock:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
                 self._thread.start()
-            self._armed[token] = (ends, conn)
+            # The request id goes with it: the cut is logged from the watchdog's thread.
+            self._armed[token] = (ends, conn, current_request_id())
             if self._wakes_at is None or ends < self._wakes_at:
                 self._lock.notify()
         try:
             yield
+        except Exception as error:
+            with self._lock:
+                if self._armed.pop(token, None) is None:
+                    error.deadline_passed = True
+            raise
         finally:
             with self._lock:
                 self._armed.pop(token, None)
@@ -260,17 +268,18 @@ class Watchdog:
         with self._lock:
             while True:
                 now = time.monotonic()
-                for token, (ends, conn) in list(self._armed.items()):
+                for token, (ends, conn, request_id) in list(self._armed.items()):
                     if ends <= now:
                         del self._armed[token]
-                        _cut(conn)
-                self._wakes_at = min((ends for ends, _ in self._armed.values()), default=None)
+                        _cut(conn, request_id)
+                self._wakes_at = min((ends for ends, _, _ in self._armed.values()), default=None)
                 self._lock.wait(None if self._wakes_at is None else self._wakes_at - now)
 
 
-def _cut(conn):
+def _cut(conn, request_id):
     """Shut the connection's socket down so that the thread waiting on it fails now."""
-    logger.warning("database: no answer by the deadline; cutting the connection")
+    logger.warning("database: no answer by the deadline; cutting the connection",
+                   extra={"request_id": request_id})
     try:
         with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
             sock.shutdown(socket.SHUT_RDWR)

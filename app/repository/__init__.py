@@ -45,7 +45,7 @@ class UsageRepository(Protocol):
 
     def series(self, buckets, group_by, filters, precision=EXACT): ...
 
-    def add_calls(self, rows): ...
+    def add_calls(self, rows): ...  # -> writes.Added
 
 
 class PeeweeUsageRepository:

@@ -1,6 +1,8 @@
 """Ingestion: bulk, idempotent inserts of llm_call rows, and their rollups."""
 import functools
+from collections import Counter
 from operator import itemgetter
+from typing import NamedTuple
 
 from peewee import PostgresqlDatabase, chunked
 
@@ -23,9 +25,18 @@ _LOCK_ORDER = itemgetter(1, 0)
 SQLITE_CHUNK = 500
 
 
+class Added(NamedTuple):
+    """What add_calls did: rows stored, rows skipped as duplicates, and both
+    per tenant ({tenant_id: (created, duplicates)}, for the metrics)."""
+
+    created: int
+    duplicates: int
+    by_tenant: dict
+
+
 def add_calls(rows):
     """Insert call rows (dicts of LlmCall columns but `created_at`) in one
-    transaction, all or nothing; return (created, duplicates).
+    transaction, all or nothing; return what it `Added`.
 
     A row whose (tenant, call_id) is already stored is skipped by the
     database's unique index (INSERT ... ON CONFLICT DO NOTHING), so
@@ -45,7 +56,10 @@ def add_calls(rows):
     with database.atomic():
         created = [key for sql, params in statements for key in database.execute_sql(sql, params)]
         rollups.add(_created_rows(rows, created))
-    return len(created), len(rows) - len(created)
+    received = Counter(row["tenant"] for row in rows)
+    stored = Counter(tenant_id for tenant_id, _ in created)
+    return Added(len(created), len(rows) - len(created),
+                 {tenant_id: (stored[tenant_id], count - stored[tenant_id]) for tenant_id, count in received.items()})
 
 
 def _created_rows(rows, created):

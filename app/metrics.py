@@ -1,0 +1,105 @@
+"""Prometheus metrics, served at GET /metrics.
+
+Under gunicorn each worker is a process of its own. gunicorn.conf.py sets
+PROMETHEUS_MULTIPROC_DIR before any worker starts, so prometheus_client
+keeps every worker's values in files there and /metrics adds them up,
+whichever worker answers the scrape (its `child_exit` hook retires a dead
+worker's files). Without that variable (the Flask test client, `flask run`)
+the values live in the process.
+
+/metrics needs no API key, but answers only clients whose address is in
+METRICS_ALLOW (default: loopback); anyone else gets the 404 of a route that
+does not exist. Behind a reverse proxy set PROXY_COUNT, or every client
+would have the proxy's (loopback) address (request_context.py).
+
+All counters count requests since the workers started; Prometheus's rate()
+and increase() take restarts in their stride.
+"""
+import ipaddress
+import os
+import time
+
+from flask import Response, abort, current_app, request
+from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
+                               generate_latest)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from . import request_context
+from .db.handle import ConfigurationError
+
+REQUESTS = Counter(
+    "usage_http_requests", "Requests answered, by route template, method and status.",
+    ["route", "method", "status"])
+LATENCY = Histogram(
+    "usage_http_request_duration_seconds", "Time to answer a request, by route template and method.",
+    ["route", "method"],
+    # From a probe (~1 ms) to statistics at DB_STATISTICS_TIMEOUT (30 s).
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+CALLS_INGESTED = Counter(
+    "usage_calls_ingested", "Call records stored (created) or skipped as already stored (duplicate) "
+    "by POST /v1/usage/calls, by tenant.", ["tenant", "result"])
+AUTH_FAILURES = Counter(
+    "usage_auth_failures", "Requests refused 401: no key (missing) or a key that is malformed, "
+    "unknown or revoked (invalid).", ["reason"])
+RATE_LIMITED = Counter(
+    "usage_rate_limited", "Requests refused 429, by limit: auth_failures (per client address) "
+    "or per_key.", ["limit"])
+DATABASE_ERRORS = Counter(
+    "usage_database_errors", "Requests answered 503 because of the database, by kind: timeout "
+    "(a time limit or lock wait ran out) or error (refused, lost, missing).", ["kind"])
+
+UNMATCHED = "unmatched"  # the route label of requests no route matched (404, 405)
+LOOPBACK = "127.0.0.0/8,::1"
+
+
+def init_app(app):
+    app.before_request(_hide_from_others)
+    app.after_request(_count_request)
+    app.add_url_rule("/metrics", "metrics", _metrics)
+
+
+def allowed_networks(text):
+    """METRICS_ALLOW: comma-separated addresses or networks (CIDR)."""
+    try:
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in (text or LOOPBACK).split(",") if part.strip())
+    except ValueError as error:
+        raise ConfigurationError(f"METRICS_ALLOW must list IP addresses or networks: {error}") from None
+
+
+def calls_ingested(by_tenant):
+    """Count an ingested batch: {tenant_id: (created, duplicates)}."""
+    for tenant_id, (created, duplicates) in by_tenant.items():
+        CALLS_INGESTED.labels(tenant_id, "created").inc(created)
+        CALLS_INGESTED.labels(tenant_id, "duplicate").inc(duplicates)
+
+
+def _hide_from_others():
+    if request.endpoint == "metrics" and not _may_scrape(request_context.client_address()):
+        abort(404)
+
+
+def _may_scrape(address):
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip  # ::ffff:127.0.0.1 on a dual-stack socket
+    return any(ip in network for network in current_app.config["METRICS_ALLOW"])
+
+
+def _count_request(response):
+    rule = request.url_rule
+    route = rule.rule if rule is not None else UNMATCHED
+    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
+    LATENCY.labels(route, request.method).observe(time.monotonic() - request_context.started())
+    return response
+
+
+def _metrics():
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return Response(generate_latest(registry), mimetype=None, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,120 @@
+"""gunicorn's settings for the usage service:
+
+    gunicorn -c gunicorn.conf.py wsgi:app
+
+`make run` runs just that (its HOST, PORT, WORKERS and TIMEOUT become
+command-line options, which win over this file, as GUNICORN_CMD_ARGS does).
+gunicorn also reads this file by itself when started in this folder.
+
+In production gunicorn listens on loopback behind nginx (deploy/nginx.conf),
+which reads whole requests before passing them on and takes whole answers at
+once: a sync worker then never waits on a slow client. Without nginx, each
+slow client holds a worker for as long as it likes (`make run` is for
+development).
+"""
+import math
+import multiprocessing
+import os
+import shutil
+import tempfile
+
+# Metrics first: prometheus_client chooses its multiprocess mode when it is
+# first imported, from PROMETHEUS_MULTIPROC_DIR, and the workers inherit the
+# master's environment. Every worker writes its values in files there and
+# /metrics adds them up (app/metrics.py).
+# Without PROMETHEUS_MULTIPROC_DIR, a temporary one, removed when gunicorn
+# exits (USAGE_METRICS_TEMPORARY remembers it across configuration reloads).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="usage-metrics-")
+    os.environ["USAGE_METRICS_TEMPORARY"] = "1"
+METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+from app.db.handle import Limits  # noqa: E402  (after the metrics directory is set)
+
+# Loopback only: nginx is the one that faces clients.
+bind = "127.0.0.1:8000"
+
+# Sync workers, each serving one request at a time; requests mostly wait on
+# the database, so two per core and one more (gunicorn's advice). At most 12:
+# a worker holds up to two PostgreSQL connections (its request's and
+# /readyz's probe), well under PostgreSQL's default max_connections of 100.
+# WEB_CONCURRENCY sets it, as for gunicorn itself.
+workers = int(os.environ.get("WEB_CONCURRENCY") or min(2 * multiprocessing.cpu_count() + 1, 12))
+worker_class = "sync"
+
+
+def _seconds(variable, default):
+    try:
+        return float(os.environ.get(variable) or default)
+    except ValueError:
+        return default  # the app refuses it at start, naming the variable
+
+
+# gunicorn's timeout is the last resort for a worker stuck beyond every
+# database limit: the app answers 503 once a limit passes (DB_CONNECT_TIMEOUT
+# to connect, DB_STATISTICS_TIMEOUT or DB_STATEMENT_TIMEOUT for the queries,
+# each with 1 s of grace for the client-side deadline: 34 s by default), so
+# this is twice that, and at least 60 s, to leave room to build a large
+# answer. nginx's proxy_read_timeout (deploy/nginx.conf) is longer still, so
+# that the worker's answer, even a 503, is what the client gets.
+_longest_database_wait = (_seconds("DB_CONNECT_TIMEOUT", Limits().connect) + 1
+                          + max(_seconds("DB_STATISTICS_TIMEOUT", Limits().statistics),
+                                _seconds("DB_STATEMENT_TIMEOUT", Limits().statement)) + 1)
+timeout = max(60, math.ceil(2 * _longest_database_wait))
+# On SIGTERM or a reload, requests under way may finish within the same limit.
+graceful_timeout = timeout
+
+# Request line and each header field up to 8 KB, as nginx's
+# large_client_header_buffers (4 8k): nginx answers longer ones itself (414,
+# 431, JSON); a client talking to gunicorn directly gets gunicorn's 400.
+limit_request_line = 8190
+limit_request_field_size = 8190
+limit_request_fields = 100
+
+# The service writes one line per request itself, with what gunicorn cannot
+# know (route, tenant, key id), in LOG_FORMAT (app/logs.py); so gunicorn's
+# access log is off (its logger at WARNING, below). Set that logger to INFO
+# for gunicorn's line too, in this format:
+accesslog = None
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)s ms request_id=%({x-request-id}o)s'
+errorlog = "-"
+loglevel = "info"
+# gunicorn's own lines (workers booting, timeouts) in the service's format,
+# so that a LOG_FORMAT=json log is JSON on every line.
+_formatter = "app.logs.JsonFormatter" if os.environ.get("LOG_FORMAT", "").strip().lower() == "json" \
+    else "app.logs.TextFormatter"
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "root": {"level": "WARNING", "handlers": []},  # the app adds its handler in each worker
+    "formatters": {"service": {"()": _formatter}},
+    "handlers": {"stderr": {"class": "app.logs.StderrHandler", "formatter": "service"}},
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+        "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+    },
+}
+
+
+# No control socket (gunicornc): every gunicorn of a user shares its default
+# path, and the service does not need it.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """A new master: files left by an earlier run would add their counts to ours."""
+    for name in os.listdir(METRICS_DIR):
+        if name.endswith(".db"):
+            os.remove(os.path.join(METRICS_DIR, name))
+
+
+def child_exit(server, worker):
+    """A worker ended: its counters stay in the sums, its live gauges go."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if os.environ.get("USAGE_METRICS_TEMPORARY"):
+        shutil.rmtree(METRICS_DIR, ignore_errors=True)
