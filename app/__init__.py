@@ -9,7 +9,7 @@ from peewee import InterfaceError, OperationalError
 from swagger_ui_bundle import swagger_ui_path
 
 from . import api as routes
-from . import cli, dashboard, logs, metrics, request_context
+from . import cli, dashboard, logs, metrics, ratelimits, request_context
 from .api.blueprint import json_error
 from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
@@ -26,7 +26,10 @@ API_DESCRIPTION = (
     "every tenant and administer tenants and keys. Errors are JSON: "
     "`{code, status, message?, errors?, request_id}`. Every response carries `X-Request-ID` "
     "(the client's own, if it sent a sane one): quote it when reporting a problem. "
-    "Money is a JSON number exact to 6 decimals; timestamps are RFC 3339 in UTC."
+    "Money is a JSON number exact to 6 decimals; timestamps are RFC 3339 in UTC.\n\n"
+    "Rate limits: failed authentications from one address (RATE_LIMIT_AUTH_FAILURES), and "
+    "requests per key where RATE_LIMIT_PER_KEY is set; beyond them, 429 with `Retry-After` "
+    "(seconds)."
 )
 
 
@@ -57,6 +60,7 @@ def create_app(config=None):
     LOG_FORMAT        text (default) or json: app/logs.py.
     METRICS_ALLOW     addresses that may read /metrics (default loopback): app/metrics.py.
     PROXY_COUNT       reverse proxies trusted for X-Forwarded-For (default 0): app/request_context.py.
+    RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_PER_KEY, REDIS_URL, REDIS_KEY_PREFIX: app/ratelimits.py.
     """
     app = Flask(__name__, instance_relative_config=True)
     app.config.from_mapping(
@@ -71,6 +75,10 @@ def create_app(config=None):
         LOG_FORMAT=os.environ.get("LOG_FORMAT", "text"),
         METRICS_ALLOW=os.environ.get("METRICS_ALLOW", metrics.LOOPBACK),
         PROXY_COUNT=os.environ.get("PROXY_COUNT", "0"),
+        RATE_LIMIT_AUTH_FAILURES=os.environ.get("RATE_LIMIT_AUTH_FAILURES", ratelimits.AUTH_FAILURES_DEFAULT),
+        RATE_LIMIT_PER_KEY=os.environ.get("RATE_LIMIT_PER_KEY", ""),
+        REDIS_URL=os.environ.get("REDIS_URL", ""),
+        REDIS_KEY_PREFIX=os.environ.get("REDIS_KEY_PREFIX", "usage"),
         API_TITLE="Usage service",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -88,10 +96,14 @@ def create_app(config=None):
         app.config.update(config)
     _check_operation_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
+    app.config["API_SPEC_OPTIONS"]["info"]["description"] = (
+        f"{API_DESCRIPTION} Here: {ratelimits.describe(app.config)}.")
 
-    # The log handler first: anything may log.
+    # Order matters: the log handler first (anything may log), then the
+    # request id (the rate limiter's 429s carry it), then the limiter.
     logs.init_app(app)
     request_context.init_app(app)
+    ratelimits.init_app(app)
     metrics.init_app(app)
 
     limits = Limits(connect=float(app.config["DB_CONNECT_TIMEOUT"]),
@@ -149,6 +161,9 @@ def _check_operation_settings(config):
     config["LOG_FORMAT"] = logs.log_format(config["LOG_FORMAT"])
     config["METRICS_ALLOW"] = metrics.allowed_networks(config["METRICS_ALLOW"])
     config["PROXY_COUNT"] = request_context.proxy_count(str(config["PROXY_COUNT"]))
+    config["REDIS_URL"] = ratelimits.redis_url(config["REDIS_URL"])
+    for variable in ("RATE_LIMIT_AUTH_FAILURES", "RATE_LIMIT_PER_KEY"):
+        config[variable] = ratelimits.limit_setting(variable, config[variable])
 
 
 def _database_unavailable(error):

@@ -3,7 +3,9 @@
 A key is read from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 Missing, malformed, unknown or revoked keys get 401 with a
 `WWW-Authenticate` challenge; a tenant key on a superuser route gets 403.
-The authenticated key is `flask.g.api_key`. Failures are counted in the metrics.
+The authenticated key is `flask.g.api_key`. Failures are counted in the
+metrics, and limited per client address (app/ratelimits.py, which finds the
+guarded routes by their `requires_api_key`).
 """
 from functools import wraps
 
@@ -55,6 +57,7 @@ def require_api_key(view):
         g.api_key = api_key
         return view(*args, **kwargs)
 
+    guarded.requires_api_key = True
     return guarded
 
 

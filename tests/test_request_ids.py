@@ -94,6 +94,8 @@ def test_json_logs_are_one_object_per_line_and_never_show_a_secret(app, keys, tm
 
 @pytest.mark.parametrize("variable, value", [
     ("LOG_FORMAT", "xml"), ("PROXY_COUNT", "one"), ("METRICS_ALLOW", "localhost"),
+    ("RATE_LIMIT_AUTH_FAILURES", "twenty a second"), ("RATE_LIMIT_PER_KEY", "5 per fortnight"),
+    ("REDIS_URL", "memcached://127.0.0.1"),
 ])
 def test_an_operation_setting_that_cannot_work_stops_the_start_naming_it(tmp_path, variable, value):
     result = subprocess.run([sys.executable, "-c", "import wsgi"], cwd=ROOT, capture_output=True, text=True,

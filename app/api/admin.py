@@ -82,7 +82,7 @@ KEY_PATH = {"in": "path", "name": "key_id", "description": "The key's public id 
 @require_superuser
 @blp.arguments(TenantSchema)
 @blp.response(201, TenantSchema)
-@blp.errors(400, 401, 413, 415, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
+@blp.errors(400, 401, 413, 415, 429, 503, e403=NOT_SUPERUSER, e409="A tenant with this id exists.",
             e422="Invalid tenant_id, name or flag.")
 def create_tenant(tenant):
     return accounts.create_tenant(tenant["tenant_id"], tenant["name"], tenant["allows_superusers"])
@@ -95,7 +95,7 @@ def create_tenant(tenant):
 @require_superuser
 @blp.response(200, TenantSchema(many=True))
 @blp.paginate()
-@blp.errors(401, 422, 503, e403=NOT_SUPERUSER)
+@blp.errors(401, 422, 429, 503, e403=NOT_SUPERUSER)
 def list_tenants(pagination_parameters):
     page, total = accounts.list_tenants(pagination_parameters.page, pagination_parameters.page_size)
     pagination_parameters.item_count = total
@@ -106,7 +106,7 @@ def list_tenants(pagination_parameters):
 @blp.doc(operationId="getTenant", summary="Get a tenant", description="One tenant by its slug.")
 @require_superuser
 @blp.response(200, TenantSchema)
-@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
+@blp.errors(401, 429, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def get_tenant(tenant_id):
     return accounts.get_tenant(tenant_id)
 
@@ -118,7 +118,7 @@ def get_tenant(tenant_id):
 @require_superuser
 @blp.arguments(KeySchema)
 @blp.response(201, NewKeySchema)
-@blp.errors(400, 401, 413, 415, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
+@blp.errors(400, 401, 413, 415, 429, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.",
             e422="Invalid body, or the tenant does not allow superuser keys.")
 def create_key(new_key, tenant_id):
     api_key, key_string = accounts.create_key(tenant_id, new_key["name"], new_key["is_superuser"])
@@ -132,7 +132,7 @@ def create_key(new_key, tenant_id):
                      "its secret.")
 @require_superuser
 @blp.response(200, KeySchema(many=True))
-@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
+@blp.errors(401, 429, 503, e403=NOT_SUPERUSER, e404="Unknown tenant.")
 def list_keys(tenant_id):
     return list(accounts.list_keys(tenant_id))
 
@@ -143,7 +143,7 @@ def list_keys(tenant_id):
                      "Revoking a revoked key changes nothing.")
 @require_superuser
 @blp.response(204)
-@blp.errors(401, 503, e403=NOT_SUPERUSER, e404="Unknown key.")
+@blp.errors(401, 429, 503, e403=NOT_SUPERUSER, e404="Unknown key.")
 def revoke_key(key_id):
     accounts.revoke_key(key_id)
 
@@ -153,6 +153,6 @@ def revoke_key(key_id):
          description="Who the presented key is: its tenant, id, name and kind. Any valid key.")
 @require_api_key
 @blp.response(200, MeSchema)
-@blp.errors(401, 503)
+@blp.errors(401, 429, 503)
 def me():
     return g.api_key

@@ -32,7 +32,14 @@ ERROR_DESCRIPTIONS = {
     413: "The body exceeds the size limit (MAX_CONTENT_LENGTH).",
     415: "The body is not sent as `Content-Type: application/json`.",
     422: "Invalid input; `errors` names each bad parameter or field.",
+    429: "Too many failed authentications from this address (RATE_LIMIT_AUTH_FAILURES), or this "
+         "key's request limit is reached (RATE_LIMIT_PER_KEY, if set); nothing was looked up. "
+         "Retry after `Retry-After` seconds.",
     503: "The database does not answer; retry later.",
+}
+ERROR_HEADERS = {
+    429: {"Retry-After": {"description": "Seconds until a request may succeed.",
+                          "schema": {"type": "integer", "minimum": 1}}},
 }
 
 
@@ -94,7 +101,8 @@ class Blueprint(SmorestBlueprint):
         def decorator(func):
             for code in sorted(set(codes) | set(overrides)):
                 description = overrides.get(code, ERROR_DESCRIPTIONS[code])
-                func = self.alt_response(code, schema="Error", description=description)(func)
+                func = self.alt_response(code, schema="Error", description=description,
+                                         headers=ERROR_HEADERS.get(code))(func)
             return func
 
         return decorator

@@ -42,7 +42,8 @@ class IngestResultSchema(Schema):
 @require_api_key
 @blp.arguments(CallBatchSchema)
 @blp.response(201, IngestResultSchema)
-@blp.errors(400, 401, 413, 415, 503, e403="A tenant key wrote for another tenant; nothing was stored.",
+@blp.errors(400, 401, 413, 415, 429, 503,
+            e403="A tenant key wrote for another tenant; nothing was stored.",
             e422="Invalid records (errors.json.calls.<index>.<field>); nothing was stored.")
 def record_calls(batch):
     records = batch["calls"]

@@ -161,7 +161,7 @@ def _series_csv(args, rendered, scope):
 @blp.arguments(TenantSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, SeriesSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 503)
+@blp.errors(401, 422, 429, 503)
 def tenant_series(args):
     return _series(args, [g.api_key.tenant_id], g.api_key.tenant_id)
 
@@ -175,6 +175,6 @@ def tenant_series(args):
 @blp.arguments(AllSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, SeriesSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 503, e403="The key is not a superuser key.")
+@blp.errors(401, 422, 429, 503, e403="The key is not a superuser key.")
 def all_series(args):
     return _series(args, None, "all")

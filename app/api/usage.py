@@ -180,7 +180,7 @@ def _usage_csv(window, stats_list):
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, TenantUsageSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 503)
+@blp.errors(401, 422, 429, 503)
 def tenant_usage(args):
     window = _window(args)
     stats = current_app.extensions["usage_repository"].tenant_usage(
@@ -203,7 +203,7 @@ def tenant_usage(args):
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, AllUsageSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 503, e403="The key is not a superuser key.")
+@blp.errors(401, 422, 429, 503, e403="The key is not a superuser key.")
 def all_usage(args):
     window = _window(args)
     tenants, total = current_app.extensions["usage_repository"].all_usage(window, args["percentiles"])
