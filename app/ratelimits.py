@@ -128,11 +128,18 @@ def _too_many_requests(error):
     breached = current_app.extensions["rate_limits"].current_limit
     # Moving window: a slot frees when the oldest counted request leaves it.
     retry_after = max(1, math.ceil(breached.window.reset_time - time.time())) if breached else 1
+    limit = _in_words(error.limit.limit)
     if error.limit.scope == AUTH_FAILURES:
         metrics.RATE_LIMITED.labels("auth_failures").inc()
         message = (f"Too many failed authentications from {request_context.client_address()} "
-                   f"(limit: {error.limit.limit}); retry in {retry_after} s.")
+                   f"(limit: {limit}); retry in {retry_after} s.")
     else:
         metrics.RATE_LIMITED.labels("per_key").inc()
-        message = f"This key's request limit ({error.limit.limit}) is reached; retry in {retry_after} s."
+        message = f"This key's request limit ({limit}) is reached; retry in {retry_after} s."
     return json_error(429, message, headers={"Retry-After": str(retry_after)})
+
+
+def _in_words(item):
+    """'40 per 2 seconds', '100 per minute' (the limits library says '100 per 1 minute')."""
+    unit = item.GRANULARITY.name
+    return f"{item.amount} per {unit}" if item.multiples == 1 else f"{item.amount} per {item.multiples} {unit}s"
