@@ -9,6 +9,7 @@ the skip into a failure. The schema always comes from the migrations.
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,18 @@ def keys(app):
 
 def auth(key):
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def sqlite_write_lock(path):
+    """Another connection holds the SQLite database's one write lock (BEGIN IMMEDIATE)."""
+    conn = sqlite3.connect(path, isolation_level=None, timeout=0)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
 
 
 def free_port():

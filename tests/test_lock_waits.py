@@ -25,7 +25,7 @@ import pytest
 
 from app.db import database
 from app.models import ApiKey, LlmCall
-from conftest import auth
+from conftest import auth, sqlite_write_lock
 from data import UTC, jsonl, random_records, seeded, to_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,13 +50,8 @@ def write_lock_held(app, key_id):
     """
     url = app.config["DATABASE_URL"]
     if url.startswith("sqlite"):
-        conn = sqlite3.connect(sqlite_path(app), isolation_level=None, timeout=0)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_write_lock(sqlite_path(app)):
             yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
     else:
         with psycopg.connect(url.replace("postgresql+pool://", "postgresql://")) as conn:
             conn.execute("SELECT 1 FROM api_key WHERE key_id = %s FOR UPDATE", (key_id,))

@@ -1,9 +1,7 @@
 """GET /metrics: what it counts, who may read it, and counts that add up over gunicorn workers."""
 import contextlib
-import datetime as dt
 import json
 import socket
-import sqlite3
 import urllib.error
 import urllib.request
 import uuid
@@ -14,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from app import create_app
-from conftest import auth, build_app, gunicorn
+from conftest import auth, build_app, gunicorn, sqlite_write_lock
 
 sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -87,21 +85,18 @@ def lock_held_on(url, call_id):
     """SQLite: the database's write lock. PostgreSQL: the unique-index entry
     of (acme, call_id), inserted by a transaction that does not end."""
     if url.startswith("sqlite"):
-        conn = sqlite3.connect(urlsplit(url).path, isolation_level=None)
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with sqlite_write_lock(urlsplit(url).path):
             yield
-        finally:
-            conn.execute("ROLLBACK")
-            conn.close()
         return
     with psycopg.connect(url) as conn:
         conn.execute(
             "INSERT INTO llm_call (call_id, tenant_id, operation, timestamp, call_duration_ms, model, "
             "input_tokens, output_tokens, cost_micro_usd, status, created_at) "
             "VALUES (%s, 'acme', 'analyze', now(), 1, 'm', 1, 1, 0, 'ok', now())", (call_id,))
-        yield
-        conn.rollback()
+        try:
+            yield
+        finally:
+            conn.rollback()
 
 
 def call(call_id, tenant_id=None):
