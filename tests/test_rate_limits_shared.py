@@ -96,7 +96,8 @@ def finish(held):
 @pytest.mark.parametrize("storage", ["redis", "memory"])
 def test_gunicorn_workers_share_the_count_in_redis(app, redis_prefix, storage):
     """Five failures spread over three workers (1, 1 and 3): with Redis the
-    sixth is refused whichever worker takes it; in memory no worker has five."""
+    sixth is refused whichever worker takes it; in memory no worker has five,
+    and the next two are allowed whichever workers take them."""
     env = {"RATE_LIMIT_AUTH_FAILURES": LIMIT}
     if storage == "redis":
         env |= {"REDIS_URL": REDIS, "REDIS_KEY_PREFIX": redis_prefix}
@@ -106,4 +107,7 @@ def test_gunicorn_workers_share_the_count_in_redis(app, redis_prefix, storage):
         served_by_the_third = [status(base) for _ in range(3)]
         assert served_by_the_third + [finish(first), finish(second)] == [401] * 5
         after = [status(base) for _ in range(3)]
-    assert after == ([429] * 3 if storage == "redis" else [401] * 3)
+    if storage == "redis":
+        assert after == [429] * 3
+    else:  # a third worker with 3 failures may take all of them: only two are sure to pass
+        assert after[:2] == [401] * 2
