@@ -12,6 +12,7 @@ once: a sync worker then never waits on a slow client. Without nginx, each
 slow client holds a worker for as long as it likes (`make run` is for
 development).
 """
+import atexit
 import math
 import multiprocessing
 import os
@@ -22,11 +23,12 @@ import tempfile
 # first imported, from PROMETHEUS_MULTIPROC_DIR, and the workers inherit the
 # master's environment. Every worker writes its values in files there and
 # /metrics adds them up (app/metrics.py).
-# Without PROMETHEUS_MULTIPROC_DIR, a temporary one, removed when gunicorn
-# exits (USAGE_METRICS_TEMPORARY remembers it across configuration reloads).
+# Without PROMETHEUS_MULTIPROC_DIR, a temporary one, removed when the
+# master exits, however it exits (a failed start too). Workers leave with
+# os._exit and never run it.
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="usage-metrics-")
-    os.environ["USAGE_METRICS_TEMPORARY"] = "1"
+    atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
 from app.db.handle import Limits  # noqa: E402  (after the metrics directory is set)
@@ -113,8 +115,3 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
-
-
-def on_exit(server):
-    if os.environ.get("USAGE_METRICS_TEMPORARY"):
-        shutil.rmtree(METRICS_DIR, ignore_errors=True)
