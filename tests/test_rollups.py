@@ -25,7 +25,7 @@ from app.repository.rollups.keep import COMPACT_AFTER
 from conftest import Keys, auth, build_app, gunicorn
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import expected_stats, group_stats, in_window
-from test_series import check_calendar, local_key, parse, utc
+from test_series import check_calendar, local_key, utc
 from test_usage_stats import count_statements
 
 START = dt.datetime(2026, 1, 20, 7, 13, 5, tzinfo=UTC)
