@@ -63,6 +63,13 @@ class SketchSet:
 
     def __init__(self):
         self._groups, self._bins, self._counts = [], [], []
+        self._coarser = {}  # group -> a group its values count in too
+
+    def count_also_in(self, coarser):
+        """Count the values of each group g in group coarser[g] too ({group:
+        group}): added from g's merged sketch, a few hundred pairs, instead of
+        from every piece of g again."""
+        self._coarser.update(coarser)
 
     def add_sketches(self, groupings, sketches):
         """Stored sketches (bytes), the i-th belonging to group number
@@ -89,17 +96,16 @@ class SketchSet:
 
     def _merged(self):
         """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""
-        groups, bins, counts = (np.concatenate(parts) for parts in (self._groups, self._bins, self._counts))
-        codes = groups * len(LOWS) + bins
-        # bincount adds in float64: exact, as no count comes near 2**53 calls.
-        if codes.max() < DENSE_LIMIT:  # few groups: one counter per (group, bin), no sort
-            dense = np.bincount(codes, weights=counts)
-            codes = np.flatnonzero(dense)
-            counts = dense[codes].astype(np.int64)
-        else:
-            codes, at = np.unique(codes, return_inverse=True)
-            counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
-        return codes // len(LOWS), codes % len(LOWS), counts
+        merged = _added_up(*(np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)))
+        if not self._coarser:
+            return merged
+        groups, bins, counts = merged
+        target = np.full(max(groups.max(initial=0), max(self._coarser)) + 1, -1, dtype=np.int64)
+        target[list(self._coarser)] = list(self._coarser.values())
+        coarse = target[groups]
+        counted = coarse >= 0
+        return _added_up(np.concatenate([groups, coarse[counted]]), np.concatenate([bins, bins[counted]]),
+                         np.concatenate([counts, counts[counted]]))
 
     def encoded(self):
         """{group: its merged sketch as bytes}."""
@@ -135,3 +141,20 @@ class SketchSet:
         return {group: (n, dict(zip(group_ranks, group_values)))
                 for group, n, group_ranks, group_values
                 in zip(groups[starts].tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}
+
+
+def _added_up(groups, bins, counts):
+    """(groups, bins, counts) sorted by group and bin, the counts of each
+    (group, bin) added into one entry."""
+    codes = groups * len(LOWS) + bins
+    if not len(codes):
+        return groups, bins, counts
+    # bincount adds in float64: exact, as no count comes near 2**53 calls.
+    if codes.max() < DENSE_LIMIT:  # few groups: one counter per (group, bin), no sort
+        dense = np.bincount(codes, weights=counts)
+        codes = np.flatnonzero(dense)
+        counts = dense[codes].astype(np.int64)
+    else:
+        codes, at = np.unique(codes, return_inverse=True)
+        counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
+    return codes // len(LOWS), codes % len(LOWS), counts

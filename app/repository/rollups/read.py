@@ -27,7 +27,9 @@ def approximate(filters, key_names, windows, levels):
     *key): Cell}, [{level key: {metric: {pct: value}}} for each of
     `levels`]), a level being a function from (window index, *key) to the
     key its percentiles are merged by (sketches merge; exact percentiles do
-    not). Every number but the percentiles is exact. At most nine
+    not). The first level is the finest: each other level's key must follow
+    from the first's (tenant, then everyone), as each of its sketches is
+    merged from the first level's. Every number but the percentiles is exact. At most nine
     statements: the rollups' state, then the totals and the sketches of the
     cells of each grain, and the totals and values of the raw edges.
     """
@@ -41,15 +43,19 @@ def approximate(filters, key_names, windows, levels):
                    if grain != "month" or first_month is not None]
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
+    examples = {}  # a key of the first level -> a (window index, *key) that has it
 
     def add_to_sketches(rows, width, add):
         """Rows of (key of `width` columns, a value or sketch per metric) to
-        the sketch group of their level key, in every level."""
-        numbers = [[_group_number(groups, level_groups, level(tuple(row[:width]))) for row in rows]
-                   for level, level_groups in zip(levels, groups)]
+        the sketch group of their key at the first level."""
+        numbers = []
+        for row in rows:
+            key = tuple(row[:width])
+            finest = levels[0](key)
+            examples.setdefault(finest, key)
+            numbers.append(_group_number(groups, groups[0], finest))
         for m in range(len(METRICS)):
-            add([[number * len(METRICS) + m for number in level_numbers] for level_numbers in numbers],
-                [row[width + m] for row in rows])
+            add([[number * len(METRICS) + m for number in numbers]], [row[width + m] for row in rows])
 
     for grain in GRAINS:  # one grain at a time: see _CellSource
         starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
@@ -66,6 +72,10 @@ def approximate(filters, key_names, windows, levels):
             cells.setdefault(key, statistics.Cell()).add(cell)
         rows = database.execute(scan.rows(*scans.METRIC_COLUMNS.values(), where=scans.OK)).fetchall()
         add_to_sketches(rows, len(scan.key_columns), sketches.add_values)
+    for level, level_groups in zip(levels[1:], groups[1:]):
+        sketches.count_also_in({groups[0][finest] * len(METRICS) + m:
+                                _group_number(groups, level_groups, level(key)) * len(METRICS) + m
+                                for finest, key in examples.items() for m in range(len(METRICS))})
     estimates = sketches.values_at_ranks(statistics.ranks_needed)
     percentiles = [{} for _ in levels]
     for level_percentiles, level_groups in zip(percentiles, groups):
