@@ -72,9 +72,10 @@ def _set_etag(blueprint, representation, data):
 def json_response(blueprint, body):
     """`body`, already in the documented shape, as JSON without a schema dump.
 
-    For series: marshmallow took longer to dump thousands of buckets than the
-    database took to compute them. The OpenAPI contract still holds (the
-    contract tests check every response against it).
+    For series and statistics: marshmallow took longer to dump thousands of
+    buckets, or fifty tenants, than the database took to compute them. The
+    OpenAPI contract still holds (the contract tests check every response
+    against it).
     """
     data = jsonio.compact(body)
     _set_etag(blueprint, "json", data)

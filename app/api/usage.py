@@ -153,8 +153,13 @@ def _window(args):
     return Window(args["from_"], args["to"])
 
 
-def _echo(window, args):
-    return {"from_": window.start, "to": window.end, "percentiles": args["percentiles"]}
+def _json(window, args, stats):
+    """The answer, already in the documented shape (statistics.usage_stats), as
+    JSON without a schema dump: marshmallow took 10 ms to dump fifty tenants'
+    statistics, more than approximate took to compute them from the rollups."""
+    moments = {name: moment.isoformat() if moment else None
+               for name, moment in (("from", window.start), ("to", window.end))}
+    return representations.json_response(blp, {**moments, "percentiles": args["percentiles"], **stats})
 
 
 def _usage_csv(window, stats_list):
@@ -188,7 +193,7 @@ def tenant_usage(args):
     if representations.wants_csv():
         filename = f"usage_{g.api_key.tenant_id}_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
         return representations.csv_response(blp, *_usage_csv(window, [stats]), filename)
-    return {**_echo(window, args), **stats}, {"Vary": "Accept"}
+    return _json(window, args, stats)
 
 
 @blp.route("/all")
@@ -210,4 +215,4 @@ def all_usage(args):
     if representations.wants_csv():
         filename = f"usage_all_{representations.stamp(window.start)}_{representations.stamp(window.end)}.csv"
         return representations.csv_response(blp, *_usage_csv(window, [*tenants, total]), filename)
-    return {**_echo(window, args), "tenants": tenants, "total": total}, {"Vary": "Accept"}
+    return _json(window, args, {"tenants": tenants, "total": total})
