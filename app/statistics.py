@@ -115,10 +115,10 @@ class MetricTotals:
         """Merge another group's totals (percentiles are not mergeable; callers set them)."""
         self.count += other.count
         self.total += other.total
-        for attr, pick in (("minimum", min), ("maximum", max)):
-            mine, theirs = getattr(self, attr), getattr(other, attr)
-            values = [v for v in (mine, theirs) if v is not None]
-            setattr(self, attr, pick(values) if values else None)
+        if other.minimum is not None and (self.minimum is None or other.minimum < self.minimum):
+            self.minimum = other.minimum
+        if other.maximum is not None and (self.maximum is None or other.maximum > self.maximum):
+            self.maximum = other.maximum
 
 
 @dataclass
