@@ -95,33 +95,22 @@ def _sqlite_interrupted_at(conn, ends):
         conn.set_progress_handler(None, 0)
 
 
-def execute_many(sql, seq_of_params, returning=False):
-    """Run `sql` once per parameter tuple; with `returning`, return the rows
-    all the statements returned (RETURNING or SELECT), else the number of
-    rows they changed.
+def execute_many(sql, seq_of_params):
+    """Run `sql` once per parameter tuple; return the number of rows changed.
 
     Peewee has no executemany; this gives it what `database.execute_sql`
     gives a statement: driver errors become Peewee's (OperationalError is a
     503), and on PostgreSQL one statement deadline watches all the round
-    trips, which psycopg pipelines. sqlite3's executemany cannot return
-    rows, so SQLite runs such a statement in a loop (in-process, no round trips).
+    trips, which psycopg pipelines.
     """
     db = database.obj
     if not seq_of_params:
-        return [] if returning else 0
+        return 0
     watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
     with watched, __exception_wrapper__:
         cursor = db.cursor()
-        if not returning:
-            cursor.executemany(sql, seq_of_params)
-            return cursor.rowcount
-        if not isinstance(db, PostgresqlDatabase):
-            return [row for params in seq_of_params for row in cursor.execute(sql, params).fetchall()]
-        cursor.executemany(sql, seq_of_params, returning=True)
-        rows = cursor.fetchall()
-        while cursor.nextset():
-            rows += cursor.fetchall()
-        return rows
+        cursor.executemany(sql, seq_of_params)
+        return cursor.rowcount
 
 
 def fetch_all(query):

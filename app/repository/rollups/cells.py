@@ -56,10 +56,10 @@ def insert_rows(rows, suffix=""):
     return returned
 
 
-def add_rows(rows):
-    """Add rows (values of COLUMNS, one per cell, in key order) to their
-    cells, inserting the cells that are missing; return [(id, sketch_pieces)]
-    of every cell written.
+def add_cells(keys, cells, sketches):
+    """Add cells (CellNumbers and sketches by key, written in the order of
+    `keys`) to the stored ones, inserting those that are missing; return
+    [(id, sketch_pieces)] of every cell written.
 
     One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
@@ -68,7 +68,7 @@ def add_rows(rows):
     the rows' order: concurrent batches wait for each other's cells instead
     of losing an addition or deadlocking.
     """
-    if not rows:
+    if not keys:
         return []
     least, greatest = ("LEAST", "GREATEST") if isinstance(database.obj, PostgresqlDatabase) else ("MIN", "MAX")
     added = ["calls", "cost_micro_usd"]
@@ -82,7 +82,7 @@ def add_rows(rows):
     assignments.append("sketch_pieces = usage_rollup.sketch_pieces + 1")
     suffix = (f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(assignments)}"
               " RETURNING id, sketch_pieces")
-    return insert_rows(rows, suffix)
+    return insert_rows(_rows(keys, cells, sketches), suffix)
 
 
 def _concatenated(left, right):
@@ -125,9 +125,9 @@ def _cell_start_value(start):
 
 def insert_cells(keys, cells, sketches):
     """Insert cells (`rebuild_month` deleted the month's first)."""
-    insert_rows([key_params(key) + numbers_of(cells[key]) + sketches[key] for key in keys])
+    insert_rows(_rows(keys, cells, sketches))
 
 
-def key_of(row):
-    grain, start, *rest = row
-    return (grain, UsageRollup.cell_start.python_value(start), *rest)
+def _rows(keys, cells, sketches):
+    """Rows of COLUMNS values, one per key, in the order of `keys`."""
+    return [key_params(key) + numbers_of(cells[key]) + sketches[key] for key in keys]

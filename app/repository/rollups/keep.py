@@ -4,7 +4,7 @@ from peewee import chunked
 from ...db import fetch_all
 from ...models import UsageRollup
 from ...rollups import CellBuilder, merged
-from .cells import SKETCHES, add_rows, key_params, numbers_of, write_sketches
+from .cells import SKETCHES, add_cells, write_sketches
 
 # A cell whose sketches hold this many appended pieces has them merged into
 # one by the batch that appended the last: what statistics read stays within
@@ -17,7 +17,7 @@ def add(created_rows):
     the caller's transaction, so the cells change if and only if the calls are
     stored.
 
-    One statement adds the batch's cells to the stored ones (`add_rows`),
+    One statement adds the batch's cells to the stored ones (`add_cells`),
     appending the batch's sketches to theirs; then the cells that reached
     COMPACT_AFTER pieces have their sketches merged.
     """
@@ -27,8 +27,7 @@ def add(created_rows):
     cells = builder.cells()
     if not cells:
         return
-    sketches = builder.sketches()
-    written = add_rows([key_params(key) + numbers_of(cells[key]) + sketches[key] for key in sorted(cells)])
+    written = add_cells(sorted(cells), cells, builder.sketches())
     _compact([cell_id for cell_id, pieces in written if pieces >= COMPACT_AFTER])
 
 
