@@ -111,6 +111,19 @@ def get(url, headers=None):
         return error.code, error.headers, error.read()
 
 
+def logged(path, text):
+    """Whether `text` shows up in the log at `path` within LIVENESS_S. nginx writes a
+    request's access-log line after the response has left, so the client may read first."""
+    deadline = time.monotonic() + LIVENESS_S
+    while True:
+        with open(path) as log:
+            if text in log.read():
+                return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
 def slow_clients(base, count=SLOW_CLIENTS):
     """`count` connections that have sent a request line and one header, and no more yet."""
     port = urlsplit(base).port
@@ -201,8 +214,7 @@ def test_nginx_answers_its_own_errors_as_json(app, keys):
         status, headers, body = get(base + "/v1/usage", {"X-Request-ID": "not sane"})
         generated = json.loads(body)["request_id"]
         assert status == 401 and re.fullmatch(r"[0-9a-f]{32}", generated)
-        with open(f"{folder}/access.log") as log:
-            assert f"request_id={generated}" in log.read()
+        assert logged(f"{folder}/access.log", f"request_id={generated}")
 
 
 @sqlite_only
