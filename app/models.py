@@ -106,7 +106,7 @@ class UsageRollup(BaseModel):
     """A cell of pre-aggregated calls (migrations/004_usage_rollup.py, app/rollups.py)."""
 
     id = BigAutoField()
-    grain = CharField(max_length=5)
+    grain = CharField(max_length=12)  # app/rollups.py CELL_GRAINS
     cell_start = UtcDateTimeField()
     tenant_id = CharField(max_length=64)
     operation = CharField(max_length=64)

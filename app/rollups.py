@@ -4,7 +4,9 @@ A cell (table usage_rollup) aggregates the calls of one (tenant, operation,
 model, status, error_class) whose timestamp falls in one UTC hour, day or
 month: counts, cost, and per metric its sum, minimum, maximum and sketch
 (`app/sketch.py`). The three grains let any window be covered by few cells:
-a month of all tenants is one cell per key, not 720 hourly ones.
+a month of all tenants is one cell per key, not 720 hourly ones. A fourth,
+TENANT_MONTH, holds a tenant's month in one cell per status, for the
+percentiles of answers that group them by no more than the tenant.
 
 Cells are kept by the transaction that inserts the calls, from the rows it
 actually created (`app/repository/rollups/keep.py`), and can be recomputed from
@@ -24,6 +26,12 @@ from dataclasses import dataclass
 from . import sketch
 
 GRAINS = ("hour", "day", "month")
+# A tenant's month: one cell per (tenant, status), every operation, model and
+# error class together (stored as ''). Its sketches give the percentiles of
+# a tenant's whole months in one cell instead of one per (operation, model,
+# error class): all history of every tenant is then a few hundred sketches.
+TENANT_MONTH = "tenant_month"
+CELL_GRAINS = (*GRAINS, TENANT_MONTH)
 METRICS = ("call_duration", "input_tokens", "output_tokens")
 KEY = ("tenant_id", "operation", "model", "status", "error_class")
 # The open ends of a window, as instants aligned to every grain.
@@ -136,7 +144,7 @@ class CellBuilder:
     values): CellNumbers}, `sketches()` {same key: [a sketch per metric]}.
     """
 
-    def __init__(self, grains=GRAINS):
+    def __init__(self, grains=CELL_GRAINS):
         self._grains = grains
         self._cells = {}
         self._index = {}  # key -> number of the key, for the sketch groups
@@ -144,15 +152,18 @@ class CellBuilder:
         self._starts = {}  # an hour -> the starts of its cells, one per grain
 
     def add(self, row):
-        key = (row["tenant"], row["operation"], row["model"], row["status"], row["error_class"] or "")
+        tenant, status = row["tenant"], row["status"]
+        key = (tenant, row["operation"], row["model"], status, row["error_class"] or "")
+        tenant_key = (tenant, "", "", status, "")
         metrics = (row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         cost = row["cost_micro_usd"]
         hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
         starts = self._starts.get(hour)
         if starts is None:
-            starts = self._starts[hour] = [(grain, floor(hour, grain)) for grain in self._grains]
+            starts = self._starts[hour] = [
+                (grain, floor(hour, "month" if grain == TENANT_MONTH else grain)) for grain in self._grains]
         for grain, start in starts:
-            cell_key = (grain, start, *key)
+            cell_key = (grain, start, *(tenant_key if grain == TENANT_MONTH else key))
             number = self._index.get(cell_key)
             if number is None:
                 number = self._index[cell_key] = len(self._index)

@@ -168,15 +168,20 @@ def test_approximate_series_runs_a_fixed_number_of_statements(app, client, keys,
 
 
 def expected_cells(records, grain):
-    """{(cell start, tenant, operation, model, status, error_class): (calls, cost, duration sum)}."""
+    """{(cell start, tenant, operation, model, status, error_class): (calls, cost, duration sum)}.
+
+    A tenant_month cell is a tenant's month per status, the rest ''."""
     cells = {}
     for r in records:
         t = r["timestamp"].replace(minute=0, second=0, microsecond=0)
         if grain != "hour":
             t = t.replace(hour=0)
-        if grain == "month":
+        if grain in ("month", "tenant_month"):
             t = t.replace(day=1)
-        key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
+        if grain == "tenant_month":
+            key = (t, r["tenant_id"], "", "", r["status"], "")
+        else:
+            key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
         calls, cost, duration = cells.get(key, (0, 0, 0))
         cells[key] = (calls + 1, cost + int(r["cost_usd"] * 1_000_000), duration + r["call_duration_ms"])
     return cells
@@ -194,7 +199,7 @@ def stored_cells(app, grain):
 
 
 def assert_cells_match(app, records):
-    for grain in ("hour", "day", "month"):
+    for grain in ("hour", "day", "month", "tenant_month"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
 
 
@@ -218,7 +223,7 @@ def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys)
         store(app, [record("t-a", moment + dt.timedelta(seconds=i), duration=duration)])
         with app.app_context():
             cells = list(UsageRollup.select(UsageRollup.sketch_pieces, UsageRollup.call_duration_sketch))
-        assert len(cells) == 3
+        assert len(cells) == 4  # hour, day, month, tenant_month
         for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
             assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
             counted = Counter()
@@ -310,19 +315,22 @@ def test_unknown_precision_is_a_422_naming_it(client, keys):
     assert "percentiles" in response.get_json()["errors"]["query"]
 
 
-def test_calls_stored_before_the_rollups_need_a_rebuild_first(database_url, tmp_path):
-    """Migration 004 on a database already holding calls: approximate answers
-    503 naming the command until `rollups rebuild` has run; exact works."""
+def calls_stored_at(database_url, tmp_path, migration, seed):
+    """(app, key of t-a, records): an app whose database is migrated up to
+    `migration` and holds t-a's calls without cells; `upgrade` it to go on."""
     app = build_app(database_url, tmp_path, migrate=False)
     with app.app_context():
-        _router(database.obj).run("003_covering_indexes_with_model")
+        _router(database.obj).run(migration)
     keys = Keys(app)
     keys.tenant("t-a")
     key = keys.key("t-a")
-    records = random_records(seeded(14), ["t-a"], 50, START, END)
+    records = random_records(seeded(seed), ["t-a"], 50, START, END)
     insert_bypassing_rollups(app, records)
-    with app.app_context():
-        upgrade(database.obj)
+    return app, key, records
+
+
+def assert_approximate_needs_a_rebuild(app, key, records):
+    """A 503 naming the command, exact answers meanwhile; after the rebuild, approximate ones."""
     client = app.test_client()
     response = client.get("/v1/usage", headers=auth(key), query_string={"percentiles": "approximate"})
     assert response.status_code == 503
@@ -331,3 +339,30 @@ def test_calls_stored_before_the_rollups_need_a_rebuild_first(database_url, tmp_
     result = app.test_cli_runner().invoke(args=["rollups", "rebuild"])
     assert result.exit_code == 0, result.output
     assert_close(get(client, "/v1/usage", key, percentiles="approximate"), expected_stats(records, "t-a"))
+    assert_cells_match(app, records)
+
+
+def test_calls_stored_before_the_rollups_need_a_rebuild_first(database_url, tmp_path):
+    """Migration 004 on a database already holding calls: approximate answers
+    503 naming the command until `rollups rebuild` has run; exact works."""
+    app, key, records = calls_stored_at(database_url, tmp_path, "003_covering_indexes_with_model", 14)
+    with app.app_context():
+        upgrade(database.obj)
+    assert_approximate_needs_a_rebuild(app, key, records)
+
+
+def test_cells_older_than_tenant_month_cells_need_a_rebuild_first(database_url, tmp_path):
+    """Migration 006 where cells exist: they lack the tenant_month cells beside
+    them, so approximate needs a rebuild as after migration 004."""
+    app, key, records = calls_stored_at(database_url, tmp_path, "005_rollup_sketch_pieces", 15)
+    with app.app_context():  # a month cell as migration 005's code kept them (whatever its numbers)
+        database.execute_sql(
+            "INSERT INTO usage_rollup (grain, cell_start, tenant_id, operation, model, status, error_class,"
+            " calls, cost_micro_usd, call_duration_sum, call_duration_min, call_duration_max,"
+            " call_duration_sketch, input_tokens_sum, input_tokens_min, input_tokens_max, input_tokens_sketch,"
+            " output_tokens_sum, output_tokens_min, output_tokens_max, output_tokens_sketch)"
+            " VALUES ('month', '2026-02-01 00:00:00', 't-a', 'op', 'm', 'ok', '', 1, 1, 1, 1, 1, '', 1, 1, 1, '',"
+            " 1, 1, 1, '')")
+        database.execute_sql("UPDATE usage_rollup_state SET needs_rebuild = FALSE")
+        upgrade(database.obj)
+    assert_approximate_needs_a_rebuild(app, key, records)

@@ -54,7 +54,7 @@ class PeeweeUsageRepository:
         """The statistics object of one tenant: two statements (four approximate)."""
         if precision == APPROXIMATE:
             cells, (percentiles,) = rollups.approximate(
-                {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)],
+                {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)], (),
                 [lambda key: ()])
             cell, breakdowns = _merged((key[1:], c) for key, c in cells.items())
             _set_percentiles(cell, percentiles.get(()))
@@ -70,7 +70,7 @@ class PeeweeUsageRepository:
         statements (four approximate)."""
         if precision == APPROXIMATE:
             cells, (tenant_percentiles, total_percentiles) = rollups.approximate(
-                {}, ("tenant_id", "operation", "model"), [(window.start, window.end)],
+                {}, ("tenant_id", "operation", "model"), [(window.start, window.end)], ("tenant_id",),
                 [lambda key: (key[1],), lambda key: ()])
             return _all_usage({key[1:]: c for key, c in cells.items()},
                               tenant_percentiles, total_percentiles.get(()))
@@ -88,7 +88,7 @@ class PeeweeUsageRepository:
         """
         if precision == APPROXIMATE:
             cells, (percentiles,) = rollups.approximate(
-                filters, group_by, [(b.start, b.end) for b in buckets], [lambda key: key])
+                filters, group_by, [(b.start, b.end) for b in buckets], group_by, [lambda key: key])
             per_bucket = [{} for _ in buckets]
             for key, cell in cells.items():
                 _set_percentiles(cell, percentiles.get(key))

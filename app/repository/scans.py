@@ -118,14 +118,21 @@ def values_list(rows):
     """VALUES (...), ... of ints, strings and instants, as literals: thousands
     of bound parameters took longer to render (Peewee) and to rewrite
     (psycopg) than the query to run. Only our own computed values go here."""
-    def literal(value):
-        if isinstance(value, int):
-            return str(value)
-        if isinstance(value, str):
-            assert value.isidentifier()  # grain names
-            return f"'{value}'"
-        return _timestamp(value)
-    return SQL("VALUES " + ", ".join("(" + ", ".join(map(literal, row)) + ")" for row in rows))
+    return SQL("VALUES " + ", ".join(literals(row) for row in rows))
+
+
+def literals(values):
+    """(v, ...) of values as values_list writes them, e.g. for IN."""
+    return "(" + ", ".join(map(_literal, values)) + ")"
+
+
+def _literal(value):
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        assert value.isidentifier()  # grain names
+        return f"'{value}'"
+    return _timestamp(value)
 
 
 def _bucket_index(buckets):

@@ -4,10 +4,10 @@ from peewee import CTE, JOIN, SQL, Case, Select, fn
 from ... import statistics
 from ...db import database, fetch_all
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import GRAINS, METRICS, cover, following, starts_between
+from ...rollups import GRAINS, METRICS, TENANT_MONTH, cover, following, starts_between
 from ...sketch import SketchSet
 from .. import scans
-from ..scans import Scan, values_list
+from ..scans import Scan, literals, values_list
 from .cells import SKETCHES
 
 
@@ -19,19 +19,22 @@ class RollupsNotBuilt(Exception):
                 "`flask --app wsgi rollups rebuild`. percentiles=exact works meanwhile.")
 
 
-def approximate(filters, key_names, windows, levels):
+def approximate(filters, key_names, windows, sketch_names, levels):
     """Statistics of each window from cells, and raw rows for the edges.
 
-    `filters` {column name: [values]}; `key_names` the group key (column
-    names); `windows` [(start, end)], open ends None. Returns ({(window index,
-    *key): Cell}, [{level key: {metric: {pct: value}}} for each of
-    `levels`]), a level being a function from (window index, *key) to the
-    key its percentiles are merged by (sketches merge; exact percentiles do
-    not). The first level is the finest: each other level's key must follow
-    from the first's (tenant, then everyone), as each of its sketches is
-    merged from the first level's. Every number but the percentiles is exact. At most nine
-    statements: the rollups' state, then the totals and the sketches of the
-    cells of each grain, and the totals and values of the raw edges.
+    `filters` {column name: [values]}; `key_names` the group key of the
+    totals (column names); `windows` [(start, end)], open ends None;
+    `sketch_names` the (coarser or equal) key the finest percentiles group
+    by. Returns ({(window index, *key): Cell}, [{level key: {metric: {pct:
+    value}}} for each of `levels`]), a level being a function from (window
+    index, *sketch key) to the key its percentiles are merged by (sketches
+    merge; exact percentiles do not). The first level is the finest: each
+    other level's key must follow from the first's (tenant, then everyone),
+    as each of its sketches is merged from the first level's. Every number
+    but the percentiles is exact. At most nine statements: the rollups'
+    state, then the totals and the sketches of the cells of each grain
+    (whole months of percentiles by at most tenant and status from
+    TENANT_MONTH cells), and the totals and values of the raw edges.
     """
     needs_rebuild, first_month, last_month = _state_and_months()
     if needs_rebuild:
@@ -65,11 +68,14 @@ def approximate(filters, key_names, windows, levels):
         source = _CellSource(filters, key_names, grain, starts)
         for key, cell in scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
-        add_to_sketches(fetch_all(source.sketches()), source.width, sketches.add_sketches)
+        sketch_source = _CellSource(filters, sketch_names, _sketch_grain(grain, filters, sketch_names), starts)
+        add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
     if raw_ranges:
-        scan = Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in key_names), ranges=raw_ranges)
-        for key, cell in scans.cells(scan).items():
+        def edges(names):
+            return Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in names), ranges=raw_ranges)
+        for key, cell in scans.cells(edges(key_names)).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
+        scan = edges(sketch_names)
         rows = database.execute(scan.rows(*scans.METRIC_COLUMNS.values(), where=scans.OK)).fetchall()
         add_to_sketches(rows, len(scan.key_columns), sketches.add_values)
     for level, level_groups in zip(levels[1:], groups[1:]):
@@ -102,6 +108,16 @@ def _state_and_months():
             UsageRollup.cell_start.python_value(last))
 
 
+def _sketch_grain(grain, filters, sketch_names):
+    """The grain whose cells' sketches serve `grain`'s: whole months of
+    sketches grouped and filtered by no more than tenant and status come
+    from TENANT_MONTH cells (one per tenant and status, not one per
+    operation, model and error class too)."""
+    if grain == "month" and {*filters, *sketch_names} <= {"tenant_id", "status"}:
+        return TENANT_MONTH
+    return grain
+
+
 def _group_number(groups, level_groups, level_key):
     """A number for (level, level key), unique across all levels."""
     if level_key not in level_groups:
@@ -117,22 +133,42 @@ class _CellSource:
     start per hour, day or month of the window), not by ranges: PostgreSQL
     planned a range join as a nested loop testing every (cell, range) pair
     (31 million for an hourly series: 8 s), and with the grain a column of
-    the list, as a hash join on it that did the same."""
+    the list, as a hash join on it that did the same. Starts of a single
+    window are a plain IN list and a constant index instead: PostgreSQL
+    then estimates the rows well and hashes the groups (all history's month
+    cells at 1M calls: 12 ms) where the join's estimate of a few rows made
+    it sort them (28 ms)."""
 
     def __init__(self, filters, key_names, grain, starts):
-        self.range = range_cte = CTE("cover", values_list(starts), columns=("idx", "cell_start"))
-        self.key = [range_cte.c.idx, *(_rollup_column(name) for name in key_names)]
+        self.where = UsageRollup.grain == grain
+        windows = {idx for idx, _ in starts}
+        if len(windows) == 1:
+            self.range = None
+            self.key = [SQL(str(int(windows.pop())))]
+            self.where &= UsageRollup.cell_start.in_(SQL(literals([start for _, start in starts])))
+        else:
+            self.range = range_cte = CTE("cover", values_list(starts), columns=("idx", "cell_start"))
+            self.key = [range_cte.c.idx]
+            self.where &= UsageRollup.cell_start == range_cte.c.cell_start
+        self.key += [_rollup_column(name) for name in key_names]
         self.width = len(self.key)
-        self.where = (UsageRollup.grain == grain) & (UsageRollup.cell_start == range_cte.c.cell_start)
         for name, values in filters.items():
             self.where &= _rollup_column(name).in_(values)
 
     def _select(self, columns, where):
+        if self.range is None:
+            return Select(from_list=[UsageRollup], columns=[*self.key, *columns]).where(where).bind(database)
         return (Select(from_list=[self.range], columns=[*self.key, *columns])
                 .with_cte(self.range)
                 .join(UsageRollup, JOIN.CROSS)
                 .where(where)
                 .bind(database))
+
+    def _group_by(self):
+        """The key without the window index, a constant when there is one
+        window: grouping by grain as well (one value here) keeps an empty
+        selection empty instead of one row of NULLs."""
+        return [UsageRollup.grain, *self.key[1:]] if self.range is None else self.key
 
     def totals(self):
         """Rows as scans.cells_of_rows reads them: counts over all calls, the rest over ok ones."""
@@ -149,7 +185,7 @@ class _CellSource:
             columns += [fn.SUM(of_ok(getattr(UsageRollup, f"{metric}_sum"))),
                         fn.MIN(of_ok(getattr(UsageRollup, f"{metric}_min"))),
                         fn.MAX(of_ok(getattr(UsageRollup, f"{metric}_max")))]
-        return self._select(columns, self.where).group_by(*self.key)
+        return self._select(columns, self.where).group_by(*self._group_by())
 
     def sketches(self):
         """One row per ok cell: (window index, *key, three sketches)."""

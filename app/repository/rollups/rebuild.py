@@ -3,7 +3,7 @@ from peewee import PostgresqlDatabase, fn
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import CellBuilder, CellNumbers, following, merged, starts_between
+from ...rollups import TENANT_MONTH, CellBuilder, CellNumbers, following, merged, starts_between
 from ...rollups import floor as rollup_floor
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, numbers_of
 
@@ -29,14 +29,14 @@ def recomputed(month):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the hours and the
-    day of each day, then the month. Memory: one day's calls and the month's
+    day of each day, then the month's cells (of both month grains). Memory: one day's calls and the month's
     cells.
     """
     month_cells, month_sketches = {}, {}
     day, month_end = month, following(month, "month")
     while day < month_end:
         next_day = following(day, "day")
-        builder, month_builder = CellBuilder(("hour", "day")), CellBuilder(("month",))
+        builder, month_builder = CellBuilder(("hour", "day")), CellBuilder(("month", TENANT_MONTH))
         for row in _calls_between(day, next_day):
             builder.add(row)
             month_builder.add(row)
@@ -46,7 +46,7 @@ def recomputed(month):
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
-    yield ("month",), month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
+    yield ("month", TENANT_MONTH), month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
 
 
 CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,
