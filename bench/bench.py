@@ -511,7 +511,7 @@ def main():
             proc, base = start_gunicorn(url, log)
             try:
                 by_scale[total] = measure_reads(args, base, raw, keys, now)
-                if number == len(scales) - 1:
+                if number == len(scales) - 1 and args.ingest_batches:
                     for shape in INGESTION_SHAPES:
                         measure_ingestion(args, base, raw, keys, now, shape)
             finally:
