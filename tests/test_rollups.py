@@ -137,6 +137,25 @@ def test_approximate_series_in_any_zone(app, client, keys, stored, zone):
             assert all(local_key(r["timestamp"], unit, tz) == local_key(lo, unit, tz) for r in chosen)
 
 
+@pytest.mark.parametrize("group_by", ["tenant_id", "status"])
+def test_approximate_monthly_series_by_tenant_or_status(app, client, keys, stored, group_by):
+    """UTC months grouped by at most tenant and status: the whole months'
+    percentiles come from tenant_month cells, for several buckets at once."""
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    body = get(client, "/v1/usage/all/series", superuser, **window_params(START, END), bucket="month",
+               tz="UTC", group_by=group_by, percentiles="approximate")
+    whole_months = 0
+    for bucket in body["buckets"]:
+        lo, hi = utc(bucket["start"]), utc(bucket["end"])
+        whole_months += lo.day == 1 and lo.hour == 0 and hi.day == 1 and START <= lo and hi <= END
+        chosen = [r for r in stored if in_window(r, lo, hi)]
+        assert [g[group_by] for g in bucket["groups"]] == sorted({r[group_by] for r in chosen})
+        for group in bucket["groups"]:
+            assert_close(group, group_stats([r for r in chosen if r[group_by] == group[group_by]]))
+    assert whole_months >= 2
+
+
 def test_approximate_series_by_error_class(app, client, keys, stored):
     """Grouped by error_class, null (ok calls) first: cells store '' for it
     (PostgreSQL once answered 500 here, issue 11's dashboard found it)."""
