@@ -40,7 +40,8 @@ END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
 
 
 def floor(moment, grain):
-    """The start of the UTC hour, day or month holding `moment` (aware, UTC)."""
+    """The start of the UTC hour, day or month holding `moment` (aware, UTC);
+    a TENANT_MONTH cell starts with its month."""
     moment = moment.replace(minute=0, second=0, microsecond=0)
     if grain == "hour":
         return moment
@@ -160,8 +161,7 @@ class CellBuilder:
         hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
         starts = self._starts.get(hour)
         if starts is None:
-            starts = self._starts[hour] = [
-                (grain, floor(hour, "month" if grain == TENANT_MONTH else grain)) for grain in self._grains]
+            starts = self._starts[hour] = [(grain, floor(hour, grain)) for grain in self._grains]
         for grain, start in starts:
             cell_key = (grain, start, *(tenant_key if grain == TENANT_MONTH else key))
             number = self._index.get(cell_key)

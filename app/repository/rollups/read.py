@@ -68,7 +68,9 @@ def approximate(filters, key_names, windows, sketch_names, levels):
         source = _CellSource(filters, key_names, grain, starts)
         for key, cell in scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
-        sketch_source = _CellSource(filters, sketch_names, _sketch_grain(grain, filters, sketch_names), starts)
+        sketch_grain = _sketch_grain(grain, filters, sketch_names)
+        sketch_source = (source if (sketch_grain, tuple(sketch_names)) == (grain, tuple(key_names))
+                         else _CellSource(filters, sketch_names, sketch_grain, starts))
         add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
     if raw_ranges:
         def edges(names):

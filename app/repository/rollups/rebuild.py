@@ -29,8 +29,8 @@ def recomputed(month):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the hours and the
-    day of each day, then the month's cells (of both month grains). Memory: one day's calls and the month's
-    cells.
+    day of each day, then the month's cells (of both month grains). Memory:
+    one day's calls and the month's cells.
     """
     month_cells, month_sketches = {}, {}
     day, month_end = month, following(month, "month")
@@ -46,7 +46,8 @@ def recomputed(month):
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
-    yield ("month", TENANT_MONTH), month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
+    yield (("month", TENANT_MONTH), month, month_end,
+           {key: (cell, month_sketches[key]) for key, cell in month_cells.items()})
 
 
 CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,
