@@ -1,12 +1,18 @@
 """Rollups: what a cell is, and how a window is covered by cells and raw rows.
 
 A cell (table usage_rollup) aggregates the calls of one (tenant, operation,
-model, status, error_class) whose timestamp falls in one UTC hour, day or
-month: counts, cost, and per metric its sum, minimum, maximum and sketch
-(`app/sketch.py`). The three grains let any window be covered by few cells:
-a month of all tenants is one cell per key, not 720 hourly ones. A fourth,
+model, status, error_class) whose timestamp falls in one UTC day or month:
+counts, cost, and per metric its sum, minimum, maximum and sketch
+(`app/sketch.py`). The two grains let any window be covered by few cells:
+a month of all tenants is one cell per key, not 30 daily ones. A third,
 TENANT_MONTH, holds a tenant's month in one cell per status, for the
 percentiles of answers that group them by no more than the tenant.
+
+There are no hourly cells (migration 007 deleted them): at 1M calls over 90
+days an hourly cell held 1.3 calls on average, so it cost ingestion a row
+write per call, two fifths of its cell writes, and was no faster to read than
+the raw row; hourly series and daily series outside UTC were then two to three
+times slower with percentiles=approximate than with exact.
 
 Cells are kept by the transaction that inserts the calls, from the rows it
 actually created (`app/repository/rollups/keep.py`), and can be recomputed from
@@ -15,17 +21,18 @@ with `CellBuilder`, so they cannot disagree.
 
 A window [start, end) is answered from the cells lying wholly inside it,
 the coarsest first, and from raw llm_call rows for the edges that no whole
-UTC hour covers (`cover`). So a day in Asia/Kolkata (+05:30) is 23 hourly
-cells and two half hours of raw rows; a day in Europe/Berlin two daily
-cells' worth of hours (or one UTC day and some hours); every number except
-the percentiles is then exactly what the raw rows give.
+UTC day covers (`cover`): at most a day at each end, whatever the history.
+So 30 days from now are 29 daily cells (or some days and a month) and two
+part-days of raw rows; a day in Asia/Kolkata (+05:30) or Europe/Berlin, which
+holds no whole UTC day, is raw rows alone, as with percentiles=exact; every
+number except the percentiles is then exactly what the raw rows give.
 """
 import datetime as dt
 from dataclasses import dataclass
 
 from . import sketch
 
-GRAINS = ("hour", "day", "month")
+GRAINS = ("day", "month")  # finest first
 # A tenant's month: one cell per (tenant, status), every operation, model and
 # error class together (stored as ''). Its sketches give the percentiles of
 # a tenant's whole months in one cell instead of one per (operation, model,
@@ -40,19 +47,14 @@ END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
 
 
 def floor(moment, grain):
-    """The start of the UTC hour, day or month holding `moment` (aware, UTC);
-    a TENANT_MONTH cell starts with its month."""
-    moment = moment.replace(minute=0, second=0, microsecond=0)
-    if grain == "hour":
-        return moment
-    moment = moment.replace(hour=0)
+    """The start of the UTC day or month holding `moment` (aware, UTC); a
+    TENANT_MONTH cell starts with its month."""
+    moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
     return moment if grain == "day" else moment.replace(day=1)
 
 
 def following(start, grain):
     """The start of the cell after the one starting at `start`."""
-    if grain == "hour":
-        return start + dt.timedelta(hours=1)
     if grain == "day":
         return start + dt.timedelta(days=1)
     return (start + dt.timedelta(days=32)).replace(day=1)
@@ -86,23 +88,23 @@ def cover(start, end):
 
     Open ends (None) are the beginning and the end of time. Each level takes
     the whole cells of its grain inside what the finer levels left: raw rows
-    up to the first whole hour, hours up to the first whole day, days up to
-    the first whole month, and the same backwards from `end`.
+    up to the first whole day, days up to the first whole month, and the
+    same backwards from `end`.
     """
     lo, hi = start or BEGINNING, end or END_OF_TIME
-    cells, raw = [], []
-    inner_lo, inner_hi = ceil(lo, "hour"), floor(hi, "hour")
-    if inner_lo >= inner_hi:  # no whole hour inside
+    finest, coarsest = GRAINS[0], GRAINS[-1]
+    inner_lo, inner_hi = ceil(lo, finest), floor(hi, finest)
+    if inner_lo >= inner_hi:  # no whole cell inside
         return Cover((), ((lo, hi),))
-    raw = [(a, b) for a, b in ((lo, inner_lo), (inner_hi, hi)) if a < b]
-    for finer, coarser in (("hour", "day"), ("day", "month")):
+    cells, raw = [], [(a, b) for a, b in ((lo, inner_lo), (inner_hi, hi)) if a < b]
+    for finer, coarser in zip(GRAINS, GRAINS[1:]):
         next_lo, next_hi = ceil(inner_lo, coarser), floor(inner_hi, coarser)
         if next_lo >= next_hi:  # no whole cell of the coarser grain inside
             cells.append((finer, inner_lo, inner_hi))
             return Cover(tuple(cells), tuple(raw))
         cells += [(finer, a, b) for a, b in ((inner_lo, next_lo), (next_hi, inner_hi)) if a < b]
         inner_lo, inner_hi = next_lo, next_hi
-    cells.append(("month", inner_lo, inner_hi))
+    cells.append((coarsest, inner_lo, inner_hi))
     return Cover(tuple(cells), tuple(raw))
 
 
@@ -150,7 +152,7 @@ class CellBuilder:
         self._cells = {}
         self._index = {}  # key -> number of the key, for the sketch groups
         self._groups, self._values = [], []
-        self._starts = {}  # an hour -> the starts of its cells, one per grain
+        self._starts = {}  # a day -> the starts of its cells, one per grain
 
     def add(self, row):
         tenant, status = row["tenant"], row["status"]
@@ -158,10 +160,10 @@ class CellBuilder:
         tenant_key = (tenant, "", "", status, "")
         metrics = (row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         cost = row["cost_micro_usd"]
-        hour = row["timestamp"].replace(minute=0, second=0, microsecond=0)
-        starts = self._starts.get(hour)
+        day = floor(row["timestamp"], "day")
+        starts = self._starts.get(day)
         if starts is None:
-            starts = self._starts[hour] = [(grain, floor(hour, grain)) for grain in self._grains]
+            starts = self._starts[day] = [(grain, floor(day, grain)) for grain in self._grains]
         for grain, start in starts:
             cell_key = (grain, start, *(tenant_key if grain == TENANT_MONTH else key))
             number = self._index.get(cell_key)

@@ -16,6 +16,7 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from peewee import IntegrityError
 
 from app.db import database
 from app.models import LlmCall, UsageRollup
@@ -192,9 +193,7 @@ def expected_cells(records, grain):
     A tenant_month cell is a tenant's month per status, the rest ''."""
     cells = {}
     for r in records:
-        t = r["timestamp"].replace(minute=0, second=0, microsecond=0)
-        if grain != "hour":
-            t = t.replace(hour=0)
+        t = r["timestamp"].replace(hour=0, minute=0, second=0, microsecond=0)
         if grain in ("month", "tenant_month"):
             t = t.replace(day=1)
         if grain == "tenant_month":
@@ -218,8 +217,11 @@ def stored_cells(app, grain):
 
 
 def assert_cells_match(app, records):
-    for grain in ("hour", "day", "month", "tenant_month"):
+    for grain in ("day", "month", "tenant_month"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
+    with app.app_context():  # and no cell of another grain (hourly cells are gone since 007)
+        assert {grain for (grain,) in UsageRollup.select(UsageRollup.grain).distinct().tuples()} <= {
+            "day", "month", "tenant_month"}
 
 
 def test_duplicates_change_no_cell(app, stored):
@@ -242,7 +244,7 @@ def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys)
         store(app, [record("t-a", moment + dt.timedelta(seconds=i), duration=duration)])
         with app.app_context():
             cells = list(UsageRollup.select(UsageRollup.sketch_pieces, UsageRollup.call_duration_sketch))
-        assert len(cells) == 4  # hour, day, month, tenant_month
+        assert len(cells) == 3  # day, month, tenant_month
         for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
             assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
             counted = Counter()
@@ -370,18 +372,48 @@ def test_calls_stored_before_the_rollups_need_a_rebuild_first(database_url, tmp_
     assert_approximate_needs_a_rebuild(app, key, records)
 
 
+def insert_old_cell(grain, cell_start):
+    """A cell as earlier code kept them (whatever its numbers), by SQL."""
+    database.execute_sql(
+        "INSERT INTO usage_rollup (grain, cell_start, tenant_id, operation, model, status, error_class,"
+        " calls, cost_micro_usd, call_duration_sum, call_duration_min, call_duration_max,"
+        " call_duration_sketch, input_tokens_sum, input_tokens_min, input_tokens_max, input_tokens_sketch,"
+        " output_tokens_sum, output_tokens_min, output_tokens_max, output_tokens_sketch)"
+        " VALUES (%s, %s, 't-a', 'op', 'm', 'ok', '', 1, 1, 1, 1, 1, '', 1, 1, 1, '', 1, 1, 1, '')"
+        .replace("%s", database.param), (grain, cell_start))
+
+
 def test_cells_older_than_tenant_month_cells_need_a_rebuild_first(database_url, tmp_path):
     """Migration 006 where cells exist: they lack the tenant_month cells beside
     them, so approximate needs a rebuild as after migration 004."""
     app, key, records = calls_stored_at(database_url, tmp_path, "005_rollup_sketch_pieces", 15)
-    with app.app_context():  # a month cell as migration 005's code kept them (whatever its numbers)
-        database.execute_sql(
-            "INSERT INTO usage_rollup (grain, cell_start, tenant_id, operation, model, status, error_class,"
-            " calls, cost_micro_usd, call_duration_sum, call_duration_min, call_duration_max,"
-            " call_duration_sketch, input_tokens_sum, input_tokens_min, input_tokens_max, input_tokens_sketch,"
-            " output_tokens_sum, output_tokens_min, output_tokens_max, output_tokens_sketch)"
-            " VALUES ('month', '2026-02-01 00:00:00', 't-a', 'op', 'm', 'ok', '', 1, 1, 1, 1, 1, '', 1, 1, 1, '',"
-            " 1, 1, 1, '')")
+    with app.app_context():
+        insert_old_cell("month", "2026-02-01 00:00:00")
         database.execute_sql("UPDATE usage_rollup_state SET needs_rebuild = FALSE")
         upgrade(database.obj)
     assert_approximate_needs_a_rebuild(app, key, records)
+
+
+def test_migration_007_deletes_hourly_cells_and_needs_no_rebuild(database_url, tmp_path):
+    """Hourly cells are deleted and no longer admitted; the other cells stay
+    as they were and answer at once."""
+    app = build_app(database_url, tmp_path, migrate=False)
+    with app.app_context():
+        _router(database.obj).run("006_tenant_month_cells")
+    keys = Keys(app)
+    keys.tenant("t-a")
+    key = keys.key("t-a")
+    records = random_records(seeded(16), ["t-a"], 80, START, END)
+    store(app, records)  # day, month and tenant_month cells, as 006's code kept them too
+    with app.app_context():
+        insert_old_cell("hour", "2026-02-03 04:00:00")
+        upgrade(database.obj)
+        with pytest.raises(IntegrityError), database.atomic():
+            insert_old_cell("hour", "2026-02-03 05:00:00")
+    assert_cells_match(app, records)
+    client = app.test_client()
+    for start, end in random_windows(seeded(17)):
+        assert_close(get(client, "/v1/usage", key, **window_params(start, end), percentiles="approximate"),
+                     expected_stats(records, "t-a", start, end))
+    result = app.test_cli_runner().invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output

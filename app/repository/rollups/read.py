@@ -132,10 +132,11 @@ class _CellSource:
     cell start)], grouped by (window index, *key).
 
     The cells are named by their starts (an equality join, at most one cell
-    start per hour, day or month of the window), not by ranges: PostgreSQL
+    start per day or month of the window), not by ranges: PostgreSQL
     planned a range join as a nested loop testing every (cell, range) pair
-    (31 million for an hourly series: 8 s), and with the grain a column of
-    the list, as a hash join on it that did the same. Starts of a single
+    (31 million for an hourly series of the former hourly cells: 8 s), and
+    with the grain a column of the list, as a hash join on it that did the
+    same. Starts of a single
     window are a plain IN list and a constant index instead: PostgreSQL
     then estimates the rows well and hashes the groups (all history's month
     cells at 1M calls: 12 ms) where the join's estimate of a few rows made

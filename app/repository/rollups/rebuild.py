@@ -28,20 +28,20 @@ def months_to_rebuild():
 def recomputed(month):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
-    Yields (grains, start, end, {key: (CellNumbers, sketches)}): the hours and the
-    day of each day, then the month's cells (of both month grains). Memory:
+    Yields (grains, start, end, {key: (CellNumbers, sketches)}): the cells of
+    each day, then the month's cells (of both month grains). Memory:
     one day's calls and the month's cells.
     """
     month_cells, month_sketches = {}, {}
     day, month_end = month, following(month, "month")
     while day < month_end:
         next_day = following(day, "day")
-        builder, month_builder = CellBuilder(("hour", "day")), CellBuilder(("month", TENANT_MONTH))
+        builder, month_builder = CellBuilder(("day",)), CellBuilder(("month", TENANT_MONTH))
         for row in _calls_between(day, next_day):
             builder.add(row)
             month_builder.add(row)
         sketches = builder.sketches()
-        yield ("hour", "day"), day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
+        yield ("day",), day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
         for key, cell in month_builder.cells().items():
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
