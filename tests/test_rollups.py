@@ -174,6 +174,20 @@ def test_approximate_series_by_error_class(app, client, keys, stored):
                                              and r.get("error_class") == group["error_class"]]))
 
 
+@pytest.mark.parametrize("unit, zone", [("hour", "UTC"), ("day", "Europe/Berlin"), ("day", "Asia/Kolkata")])
+def test_windows_without_a_whole_utc_day_are_answered_exactly(app, client, keys, stored, unit, zone):
+    """No bucket holds a whole cell: approximate answers with the exact path
+    (faster there), so its percentiles are the exact ones, not 1% away."""
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    start, end = dt.datetime(2026, 3, 2, 5, 17, tzinfo=UTC), dt.datetime(2026, 3, 9, 19, 2, tzinfo=UTC)
+    answers = [get(client, "/v1/usage/all/series", superuser, **window_params(start, end), bucket=unit, tz=zone,
+                   group_by="tenant_id", percentiles=precision) for precision in ("exact", "approximate")]
+    assert [a.pop("percentiles") for a in answers] == ["exact", "approximate"]
+    assert answers[0] == answers[1]
+    assert any(group["call_duration"]["p50"] > 99 for b in answers[0]["buckets"] for group in b["groups"])
+
+
 def test_approximate_series_runs_a_fixed_number_of_statements(app, client, keys, stored):
     keys.tenant("ops", allows_superusers=True)
     superuser = keys.key("ops", superuser=True)

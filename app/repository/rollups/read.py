@@ -94,6 +94,16 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     return cells, percentiles
 
 
+def reads_cells(windows):
+    """Whether any of `windows` [(start, end)] holds a whole cell. One that
+    holds no whole UTC day (an hourly series, a day in Europe/Berlin) is raw
+    rows alone: `approximate` would put each of its values in a sketch, where
+    the exact path reads them once and lets the database rank them (an
+    hourly series of one tenant over 90 days at 1M calls: 281 against 97 ms
+    on PostgreSQL)."""
+    return any(cover(start, end).cells for start, end in windows)
+
+
 def _state_and_months():
     """(needs rebuild, first and last month holding cells, or None): one statement."""
     def month_cell(pick):
