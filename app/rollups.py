@@ -30,6 +30,8 @@ number except the percentiles is then exactly what the raw rows give.
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
+
 from . import sketch
 
 GRAINS = ("day", "month")  # finest first
@@ -126,62 +128,114 @@ class CellNumbers:
             self.mins[i] = mins[i] if self.mins[i] is None else min(self.mins[i], mins[i])
             self.maxs[i] = maxs[i] if self.maxs[i] is None else max(self.maxs[i], maxs[i])
 
-    def add_call(self, cost, metrics):
-        """`add` for one call (the ingestion's inner loop)."""
-        self.calls += 1
-        self.cost += cost
-        sums, mins, maxs = self.sums, self.mins, self.maxs
-        for i, value in enumerate(metrics):
-            sums[i] += value
-            if mins[i] is None or value < mins[i]:
-                mins[i] = value
-            if maxs[i] is None or value > maxs[i]:
-                maxs[i] = value
+    def numbers(self):
+        """calls, cost, then each metric's sum, minimum and maximum: the order of
+        usage_rollup's NUMBERS columns and of CellTable.numbers."""
+        numbers = [self.calls, self.cost]
+        for i in range(len(METRICS)):
+            numbers += [self.sums[i], self.mins[i], self.maxs[i]]
+        return numbers
+
+    @classmethod
+    def of(cls, calls, cost, *metrics):
+        """The cell of `numbers()`."""
+        cell = cls()
+        cell.calls, cell.cost = calls, cost
+        cell.sums, cell.mins, cell.maxs = (list(metrics[i::3]) for i in range(3))
+        return cell
+
+
+@dataclass
+class CellTable:
+    """Cells as columns, in the order of their keys (the order their rows are
+    locked in): `keys` [(grain, cell_start, *KEY values)], `numbers` a list
+    per number of CellNumbers.numbers(), `sketches` a list per metric."""
+
+    keys: list
+    numbers: list
+    sketches: list
+
+    @classmethod
+    def of(cls, cells, sketches):
+        """The table of {key: CellNumbers} and {key: [a sketch per metric]}."""
+        keys = sorted(cells)
+        return cls(keys, [list(column) for column in zip(*(cells[key].numbers() for key in keys))],
+                   [list(column) for column in zip(*(sketches[key] for key in keys))])
 
 
 class CellBuilder:
     """Cells of calls, with their sketches.
 
-    `add(row)` takes an llm_call row (dict of LlmCall fields) and adds it to
-    its cell of each of `grains`; `cells()` gives {(grain, cell_start, *KEY
-    values): CellNumbers}, `sketches()` {same key: [a sketch per metric]}.
+    `add(row)` takes an llm_call row (dict of LlmCall fields); `table()`
+    gives the CellTable of the cells of each of `grains` holding the calls
+    added, `cells()` and `sketches()` the same as {(grain, cell_start, *KEY
+    values): CellNumbers} and {same key: [a sketch per metric]}. `add` only
+    numbers the call's key and day; the cells' numbers and sketches are
+    computed for every call at once with NumPy, as columns: building each
+    cell's numbers in Python, call by call, then its row from them, took 20
+    of a backfill batch's 107 ms (1000 calls, 1,400 cells).
     """
 
     def __init__(self, grains=CELL_GRAINS):
         self._grains = grains
-        self._cells = {}
-        self._index = {}  # key -> number of the key, for the sketch groups
-        self._groups, self._values = [], []
-        self._starts = {}  # a day -> the starts of its cells, one per grain
+        self._keys, self._tenant_keys, self._days = {}, {}, {}  # each -> its number
+        self._calls = []  # per call: key, tenant key and day numbers, cost, METRICS
+        self._table = None
 
     def add(self, row):
         tenant, status = row["tenant"], row["status"]
+        keys, tenant_keys, days = self._keys, self._tenant_keys, self._days
         key = (tenant, row["operation"], row["model"], status, row["error_class"] or "")
-        tenant_key = (tenant, "", "", status, "")
-        metrics = (row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
-        cost = row["cost_micro_usd"]
-        day = floor(row["timestamp"], "day")
-        starts = self._starts.get(day)
-        if starts is None:
-            starts = self._starts[day] = [(grain, floor(day, grain)) for grain in self._grains]
-        for grain, start in starts:
-            cell_key = (grain, start, *(tenant_key if grain == TENANT_MONTH else key))
-            number = self._index.get(cell_key)
-            if number is None:
-                number = self._index[cell_key] = len(self._index)
-                self._cells[cell_key] = CellNumbers()
-            self._cells[cell_key].add_call(cost, metrics)
-            group = number * len(METRICS)
-            self._groups += (group, group + 1, group + 2)
-            self._values += metrics
+        self._calls += (keys.setdefault(key, len(keys)),
+                        tenant_keys.setdefault((tenant, "", "", status, ""), len(tenant_keys)),
+                        days.setdefault(floor(row["timestamp"], "day"), len(days)),
+                        row["cost_micro_usd"], row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
+        self._table = None
+
+    def table(self):
+        if self._table is None:
+            self._table = self._computed() if self._calls else CellTable([], [], [])
+        return self._table
 
     def cells(self):
-        return self._cells
+        table = self.table()
+        return {key: CellNumbers.of(*numbers) for key, numbers in zip(table.keys, zip(*table.numbers))}
 
     def sketches(self):
+        table = self.table()
+        return {key: list(sketches) for key, sketches in zip(table.keys, zip(*table.sketches))}
+
+    def _computed(self):
+        calls = np.array(self._calls, dtype=np.int64).reshape(-1, 7)
+        days = list(self._days)  # by number, as dicts keep their order
+        cell_keys, cell_of = [], []  # cell_of: per grain, the cell number of each call
+        for grain in self._grains:
+            keys, column = (list(self._tenant_keys), 1) if grain == TENANT_MONTH else (list(self._keys), 0)
+            starts = sorted({floor(day, grain) for day in days})
+            position = {start: i for i, start in enumerate(starts)}
+            start_of_day = np.array([position[floor(day, grain)] for day in days])
+            codes, numbers = np.unique(start_of_day[calls[:, 2]] * len(keys) + calls[:, column],
+                                       return_inverse=True)
+            cell_of.append(numbers.ravel() + len(cell_keys))
+            cell_keys += [(grain, starts[code // len(keys)], *keys[code % len(keys)]) for code in codes.tolist()]
+        cell_of = np.concatenate(cell_of)
+        values = np.tile(calls[:, 3:], (len(self._grains), 1))  # cost, then METRICS
+        # Every cell number has calls: sorted by cell, cell i's calls start at firsts[i].
+        by_cell = np.argsort(cell_of, kind="stable")
+        firsts = np.flatnonzero(np.r_[True, np.diff(cell_of[by_cell]) != 0])
+        ordered = values[by_cell]
+        sums = np.add.reduceat(ordered, firsts)
+        mins, maxs = np.minimum.reduceat(ordered[:, 1:], firsts), np.maximum.reduceat(ordered[:, 1:], firsts)
+        numbers = [np.diff(np.r_[firsts, len(by_cell)]), sums[:, 0]]
+        for i in range(len(METRICS)):
+            numbers += [sums[:, i + 1], mins[:, i], maxs[:, i]]
         sketches = sketch.SketchSet()
-        sketches.add_values([self._groups], self._values)
-        return _by_key(self._index, sketches.encoded())
+        sketches.add_values([(cell_of[:, None] * len(METRICS) + np.arange(len(METRICS))).ravel()],
+                            values[:, 1:].ravel())
+        encoded = sketches.encoded()
+        order = sorted(range(len(cell_keys)), key=cell_keys.__getitem__)
+        return CellTable([cell_keys[i] for i in order], [column[order].tolist() for column in numbers],
+                         [[encoded.get(i * len(METRICS) + m, b"") for i in order] for m in range(len(METRICS))])
 
 
 def merged(*sketch_maps):

@@ -22,31 +22,34 @@ COLUMNS = KEY_COLUMNS + NUMBERS + SKETCHES
 SQLITE_CHUNK = 500
 
 
-def unnest(names, rows):
+def unnest(names, columns):
     """PostgreSQL: (`unnest(...)` of one binary array per column of `names`,
-    its parameters: the columns of `rows`). unnest yields the rows in order."""
+    its parameters: `columns`, a sequence of values each). unnest yields the
+    rows in order."""
     arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in names)
-    return f"unnest({arrays})", [list(column) for column in zip(*rows)]
+    return f"unnest({arrays})", [list(column) for column in columns]
 
 
-def insert_rows(rows, suffix=""):
-    """INSERT rows (values of COLUMNS) + `suffix`, in the order given; return
+def insert_rows(table, suffix=""):
+    """INSERT the cells of a CellTable + `suffix`, in the table's order; return
     the rows a RETURNING in `suffix` gives.
 
     PostgreSQL: one statement reading one array per column (unnest), which
     keeps the rows' order; thousands of single-row statements, even
     pipelined, took 4 times as long. SQLite: multi-row VALUES, SQLITE_CHUNK
     rows a statement."""
-    if not rows:
+    if not table.keys:
         return []
     returning = "RETURNING" in suffix
+    grains, starts, *key = zip(*table.keys)
+    columns = [grains, [_cell_start_value(start) for start in starts], *key, *table.numbers, *table.sketches]
     if isinstance(database.obj, PostgresqlDatabase):
-        source, params = unnest(COLUMNS, rows)
+        source, params = unnest(COLUMNS, columns)
         cursor = database.execute_sql(
             f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}", params)
         return cursor.fetchall() if returning else []
     returned = []
-    for chunk in chunked(rows, SQLITE_CHUNK):
+    for chunk in chunked(zip(*columns), SQLITE_CHUNK):
         placeholders = f"({', '.join(['?'] * len(COLUMNS))})"
         cursor = database.execute_sql(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES "
                                       f"{', '.join([placeholders] * len(chunk))}{suffix}",
@@ -56,10 +59,10 @@ def insert_rows(rows, suffix=""):
     return returned
 
 
-def add_cells(keys, cells, sketches):
-    """Add cells (CellNumbers and sketches by key, written in the order of
-    `keys`) to the stored ones, inserting those that are missing; return
-    [(id, sketch_pieces)] of every cell written.
+def add_cells(table):
+    """Add the cells of a CellTable (written in its order) to the stored ones,
+    inserting those that are missing; return [(id, sketch_pieces)] of every
+    cell written.
 
     One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
@@ -68,7 +71,7 @@ def add_cells(keys, cells, sketches):
     the rows' order: concurrent batches wait for each other's cells instead
     of losing an addition or deadlocking.
     """
-    if not keys:
+    if not table.keys:
         return []
     least, greatest = ("LEAST", "GREATEST") if isinstance(database.obj, PostgresqlDatabase) else ("MIN", "MAX")
     added = ["calls", "cost_micro_usd"]
@@ -82,7 +85,7 @@ def add_cells(keys, cells, sketches):
     assignments.append("sketch_pieces = usage_rollup.sketch_pieces + 1")
     suffix = (f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(assignments)}"
               " RETURNING id, sketch_pieces")
-    return insert_rows(_rows(keys, cells, sketches), suffix)
+    return insert_rows(table, suffix)
 
 
 def _concatenated(left, right):
@@ -96,7 +99,7 @@ def write_sketches(rows):
     if not rows:
         return
     if isinstance(database.obj, PostgresqlDatabase):
-        source, params = unnest(SKETCHES + ["id"], rows)
+        source, params = unnest(SKETCHES + ["id"], zip(*rows))
         assignments = ", ".join(f"{name} = v.{name}" for name in SKETCHES)
         database.execute_sql(f"UPDATE usage_rollup AS r SET {assignments}, sketch_pieces = 1 FROM {source}"
                              f" AS v({', '.join(SKETCHES + ['id'])}) WHERE r.id = v.id", params)
@@ -105,29 +108,11 @@ def write_sketches(rows):
         execute_many(f"UPDATE usage_rollup SET {assignments}, sketch_pieces = 1 WHERE id = ?", rows)
 
 
-def numbers_of(cell):
-    """The values of a CellNumbers for the NUMBERS columns, in order."""
-    numbers = [cell.calls, cell.cost]
-    for i in range(len(METRICS)):
-        numbers += [cell.sums[i], cell.mins[i], cell.maxs[i]]
-    return numbers
-
-
-def key_params(key):
-    grain, start, *rest = key
-    return [grain, _cell_start_value(start), *rest]
-
-
 @functools.lru_cache(maxsize=4096)  # a batch's cells share a few starts
 def _cell_start_value(start):
     return UsageRollup.cell_start.db_value(start)
 
 
-def insert_cells(keys, cells, sketches):
-    """Insert cells (`rebuild_month` deleted the month's first)."""
-    insert_rows(_rows(keys, cells, sketches))
-
-
-def _rows(keys, cells, sketches):
-    """Rows of COLUMNS values, one per key, in the order of `keys`."""
-    return [key_params(key) + numbers_of(cells[key]) + sketches[key] for key in keys]
+def insert_cells(table):
+    """Insert the cells of a CellTable (`rebuild_month` deleted the month's first)."""
+    insert_rows(table)

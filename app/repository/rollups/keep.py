@@ -24,10 +24,7 @@ def add(created_rows):
     builder = CellBuilder()
     for row in created_rows:
         builder.add(row)
-    cells = builder.cells()
-    if not cells:
-        return
-    written = add_cells(sorted(cells), cells, builder.sketches())
+    written = add_cells(builder.table())
     _compact([cell_id for cell_id, pieces in written if pieces >= COMPACT_AFTER])
 
 

@@ -3,9 +3,9 @@ from peewee import PostgresqlDatabase, fn
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import TENANT_MONTH, CellBuilder, CellNumbers, following, merged, starts_between
+from ...rollups import TENANT_MONTH, CellBuilder, CellNumbers, CellTable, following, merged, starts_between
 from ...rollups import floor as rollup_floor
-from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, numbers_of
+from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells
 
 
 def mark_rebuilt():
@@ -79,9 +79,9 @@ def rebuild_month(month):
          .execute())
         written = 0
         for _, _, _, cells in recomputed(month):
-            keys = sorted(cells)
-            insert_cells(keys, {key: cells[key][0] for key in keys}, {key: cells[key][1] for key in keys})
-            written += len(keys)
+            insert_cells(CellTable.of({key: cell for key, (cell, _) in cells.items()},
+                                      {key: sketches for key, (_, sketches) in cells.items()}))
+            written += len(cells)
     return written
 
 
@@ -112,8 +112,8 @@ def differences(month):
                     found.append((key, "has no calls"))
                 else:
                     cell, sketches = cells[key]
-                    if numbers_of(cell) != stored[key][0]:
-                        found.append((key, f"numbers {stored[key][0]} != {numbers_of(cell)}"))
+                    if cell.numbers() != stored[key][0]:
+                        found.append((key, f"numbers {stored[key][0]} != {cell.numbers()}"))
                     elif list(sketches) != stored[key][1]:
                         found.append((key, "sketches differ"))
     return found
