@@ -3,8 +3,10 @@
 `UsageRepository` is the interface routes and the CLI use;
 `PeeweeUsageRepository` implements it on SQLite and PostgreSQL:
 
-- `scans`: aggregates and percentiles of llm_call rows per group, one
-  statement each whatever the number of groups;
+- `scans`: aggregates of llm_call rows per group (with percentiles, for
+  series), one statement each whatever the number of groups;
+- `percentiles`: percentiles of llm_call rows per group, where the engines
+  differ;
 - `writes`: ingestion (bulk, idempotent inserts, and the rollups kept with them);
 - `rollups`: usage_rollup, the cells `percentiles=approximate` reads.
 
@@ -15,7 +17,7 @@ tenants, buckets and groups: per-tenant usage two (aggregates per
 one (aggregates and percentiles per (bucket, group) together). Totals of coarser
 groups are sums of the finer ones, merged in Python; percentiles are not
 mergeable, so each level is sorted on its own (the tenants' and the
-overall ones in one statement, `scans.percentiles`). Each method runs in
+overall ones in one statement, `percentiles_per_group`). Each method runs in
 one statistics transaction (one snapshot, DB_STATISTICS_TIMEOUT in all).
 With `precision="approximate"` each method reads cells of usage_rollup and
 the raw rows of the window's edges instead: four statements, whose cost
@@ -31,6 +33,8 @@ from ..db import statistics_transaction
 from ..models import LlmCall
 from ..statistics import BREAKDOWNS, Cell, Totals
 from . import rollups, scans
+from .columns import COLUMNS
+from .percentiles import percentiles_per_group
 from .scans import Scan
 from .writes import add_calls
 
@@ -62,7 +66,7 @@ class PeeweeUsageRepository:
             return statistics.usage_stats(tenant_id, cell, breakdowns)
         where = _in_window(window) & (LlmCall.tenant == tenant_id)
         cell, breakdowns = _merged(scans.cells(Scan(where, (LlmCall.operation, LlmCall.model))).items())
-        _set_percentiles(cell, scans.percentiles(Scan(where)).get(()))
+        _set_percentiles(cell, percentiles_per_group(Scan(where)).get(()))
         return statistics.usage_stats(tenant_id, cell, breakdowns)
 
     @statistics_transaction
@@ -77,7 +81,7 @@ class PeeweeUsageRepository:
                               tenant_percentiles, total_percentiles.get(()))
         where = _in_window(window)
         finest = scans.cells(Scan(where, (LlmCall.tenant, LlmCall.operation, LlmCall.model)))
-        percentiles = scans.percentiles(Scan(where, (LlmCall.tenant,)), with_total=True)
+        percentiles = percentiles_per_group(Scan(where, (LlmCall.tenant,)), with_total=True)
         return _all_usage(finest, percentiles, percentiles.get(()))
 
     @statistics_transaction
@@ -99,7 +103,7 @@ class PeeweeUsageRepository:
         # Scan bounds it where that helps), and a constant range here would
         # tempt SQLite to scan the whole window for every bucket instead of
         # the bucket's own range (measured 7x slower).
-        scan = Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in group_by), buckets)
+        scan = Scan(scans.matching(filters), tuple(COLUMNS[name] for name in group_by), buckets)
         width = len(scan.key_columns)
         rows = scans.series_rows(scan)
         per_bucket = [{} for _ in buckets]

@@ -7,6 +7,7 @@ from ...models import UsageRollup, UsageRollupState
 from ...rollups import GRAINS, METRICS, TENANT_MONTH, cover, following, starts_between
 from ...sketch import SketchSet
 from .. import scans
+from ..columns import COLUMNS, METRIC_COLUMNS, OK
 from ..scans import Scan, literals, values_list
 from .cells import SKETCHES
 
@@ -74,11 +75,11 @@ def approximate(filters, key_names, windows, sketch_names, levels):
         add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
     if raw_ranges:
         def edges(names):
-            return Scan(scans.matching(filters), tuple(scans.COLUMNS[name] for name in names), ranges=raw_ranges)
+            return Scan(scans.matching(filters), tuple(COLUMNS[name] for name in names), ranges=raw_ranges)
         for key, cell in scans.cells(edges(key_names)).items():
             cells.setdefault(key, statistics.Cell()).add(cell)
         scan = edges(sketch_names)
-        rows = database.execute(scan.rows(*scans.METRIC_COLUMNS.values(), where=scans.OK)).fetchall()
+        rows = database.execute(scan.rows(*METRIC_COLUMNS.values(), where=OK)).fetchall()
         add_to_sketches(rows, len(scan.key_columns), sketches.add_values)
     for level, level_groups in zip(levels[1:], groups[1:]):
         sketches.count_also_in({groups[0][finest] * len(METRICS) + m:
