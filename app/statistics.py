@@ -21,8 +21,9 @@ them into the answer:
   interpolation, between the estimates of the values at ranks k and k + 1
   that the merged sketches give (`app/sketch.py`). Each estimate is within
   1% of the true value at its rank, and values are non-negative, so the
-  interpolated percentile is within 1% of the exact one. Every other number
-  is exact either way;
+  interpolated percentile is within 1% of the exact one (where no window
+  holds a whole cell, the exact path answers: its percentiles are the
+  exact ones). Every other number is exact either way;
 - `by_operation` and `by_model` are ordered by cost descending, then name;
 - an empty window gives zeros and empty breakdowns;
 - a series group holds the numbers alone (no tenant_id, no breakdowns);
