@@ -93,19 +93,19 @@ def _sorted_values(scan, with_total):
     for row in database.execute(scan.grouped(*columns, where=OK)):
         if row[width] is None:
             continue  # no GROUP BY and no ok records: the aggregate of nothing
-        arrays = [np.sort(np.fromstring(text, dtype=np.int64, sep=",")) for text in row[width:]]
-        result[tuple(row[:width])] = {name: percentiles_of_sorted(values)
+        arrays = [_sorted(text) for text in row[width:]]
+        result[tuple(row[:width])] = {name: _percentiles_of_sorted(values)
                                       for name, values in zip(METRICS, arrays)}
         if parts is not None:
             for metric_parts, values in zip(parts, arrays):
                 metric_parts.append(values)
     if parts and parts[0]:
-        result[()] = {name: percentiles_of_sorted(np.sort(np.concatenate(metric_parts)))
+        result[()] = {name: _percentiles_of_sorted(np.sort(np.concatenate(metric_parts)))
                       for name, metric_parts in zip(METRICS, parts)}
     return result
 
 
-def percentiles_of_sorted(values):
+def _percentiles_of_sorted(values):
     """{pct: value} of a sorted NumPy array of integers."""
     n = len(values)
     if n <= 1000:
@@ -120,11 +120,14 @@ def percentiles_of_sorted(values):
     return statistics.percentiles_from_ranks(n, by_rank)
 
 
-
-
 def values_at_percentiles(text):
     """The values at PERCENTILES of the integers in a comma-separated text (None: Nones)."""
     if text is None:
         return (None,) * len(PERCENTILES)
-    by_pct = percentiles_of_sorted(np.sort(np.fromstring(text, dtype=np.int64, sep=",")))
+    by_pct = _percentiles_of_sorted(_sorted(text))
     return [by_pct[pct] for pct in PERCENTILES]
+
+
+def _sorted(text):
+    """The integers of a comma-separated text (GROUP_CONCAT's), as a sorted NumPy array."""
+    return np.sort(np.fromstring(text, dtype=np.int64, sep=","))
