@@ -17,14 +17,19 @@ in the same bin (bins are ordered like values), so the estimate is within 1%
 of it. `app/statistics.py` says how ranks become percentiles.
 
 Encoding (what the rollup table stores): little-endian pairs (bin: uint16,
-count: uint64). A sketch made here lists its non-empty bins once each, in
-increasing order; a stored one may also be several such sketches end to end
-(ingestion appends a batch's sketch to a cell's instead of rewriting it), as
-pairs of one bin add up wherever they are: concatenating is merging.
+count: uint16), 4 bytes each. A sketch made here lists its non-empty bins
+in increasing order, a count above MAX_COUNT as several pairs of its bin; a
+stored one may also be several such sketches end to end (ingestion appends
+a batch's sketch to a cell's instead of rewriting it), as pairs of one bin
+add up wherever they are: concatenating is merging. Counts were uint64
+(10-byte pairs) before migration 008: a cell's sketches were then most of its
+row, and PostgreSQL writes a whole new row, to the table and to its WAL, for
+every batch that adds to a cell (a 1000-call backfill batch: 2.5 MB of WAL).
 """
 import numpy as np
 
-PAIR = np.dtype([("bin", "<u2"), ("count", "<u8")])
+PAIR = np.dtype([("bin", "<u2"), ("count", "<u2")])
+MAX_COUNT = np.iinfo(PAIR["count"]).max
 # Up to this many (group, bin) counters, merging counts into a dense array
 # (16 MB) beats sorting the pieces.
 DENSE_LIMIT = 2_000_000
@@ -112,6 +117,8 @@ class SketchSet:
         if not self._groups:
             return {}
         groups, bins, counts = self._merged()
+        if counts.max(initial=0) > MAX_COUNT:  # rare: such counts become several pairs
+            groups, bins, counts = _split(groups, bins, counts)
         pairs = np.empty(len(bins), dtype=PAIR)
         pairs["bin"], pairs["count"] = bins, counts
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
@@ -158,3 +165,12 @@ def _added_up(groups, bins, counts):
         codes, at = np.unique(codes, return_inverse=True)
         counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
     return codes // len(LOWS), codes % len(LOWS), counts
+
+
+def _split(groups, bins, counts):
+    """The same entries with every count above MAX_COUNT as several of at
+    most MAX_COUNT each (one bin's pairs add up), in the same order."""
+    pieces = (counts + MAX_COUNT - 1) // MAX_COUNT
+    split = np.full(pieces.sum(), MAX_COUNT, dtype=np.int64)
+    split[np.cumsum(pieces) - 1] = counts - MAX_COUNT * (pieces - 1)  # the last piece of each
+    return np.repeat(groups, pieces), np.repeat(bins, pieces), split

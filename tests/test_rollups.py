@@ -23,6 +23,7 @@ from app.models import LlmCall, UsageRollup
 from app.records import CallRecordSchema, to_row
 from app.migrate import _router, upgrade
 from app.repository.rollups.keep import COMPACT_AFTER
+from app.sketch import SketchSet
 from conftest import Keys, auth, build_app, gunicorn
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import expected_stats, group_stats, in_window
@@ -262,11 +263,25 @@ def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys)
         for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
             assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
             counted = Counter()
-            for bin_number, count in struct.iter_unpack("<HQ", bytes(cell.call_duration_sketch)):
+            for bin_number, count in struct.iter_unpack("<HH", bytes(cell.call_duration_sketch)):
                 counted[bin_number] += count
             assert counted == Counter(durations[:i + 1])
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0, result.output
+
+
+def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
+    """A bin's count is a uint16 in the stored pairs (app/sketch.py): 70,000
+    zeros and 3 sevens become (0, 65535), (0, 4465), (7, 3), which read back
+    as 70,003 values with the sevens at the top."""
+    sketches = SketchSet()
+    sketches.add_values([[0] * 70_003], [0] * 70_000 + [7] * 3)
+    encoded = sketches.encoded()
+    assert list(struct.iter_unpack("<HH", encoded[0])) == [(0, 65_535), (0, 4_465), (7, 3)]
+    read = SketchSet()
+    read.add_sketches([[0]], [encoded[0]])
+    assert read.values_at_ranks(lambda sizes: [sizes - 4, sizes - 3, sizes - 1]) == {
+        0: (70_003, {69_999: 0, 70_000: 7, 70_002: 7})}
 
 
 def insert_bypassing_rollups(app, records):
@@ -408,26 +423,80 @@ def test_cells_older_than_tenant_month_cells_need_a_rebuild_first(database_url, 
     assert_approximate_needs_a_rebuild(app, key, records)
 
 
-def test_migration_007_deletes_hourly_cells_and_needs_no_rebuild(database_url, tmp_path):
-    """Hourly cells are deleted and no longer admitted; the other cells stay
-    as they were and answer at once."""
+def cells_stored_at(database_url, tmp_path, migration, seed):
+    """(app, key of t-a, records): an app whose database is migrated up to
+    `migration` (007 or earlier) and holds t-a's calls and their cells as
+    that code kept them, sketches in 10-byte pairs."""
     app = build_app(database_url, tmp_path, migrate=False)
     with app.app_context():
-        _router(database.obj).run("006_tenant_month_cells")
+        _router(database.obj).run(migration)
     keys = Keys(app)
     keys.tenant("t-a")
     key = keys.key("t-a")
-    records = random_records(seeded(16), ["t-a"], 80, START, END)
-    store(app, records)  # day, month and tenant_month cells, as 006's code kept them too
+    records = random_records(seeded(seed), ["t-a"], 80, START, END)
+    store(app, records)  # the day, month and tenant_month cells 006 and 007 kept too;
+    write_sketch_pairs(app, sketch_pairs(app, "<HH"), "<HQ")  # their sketches as those wrote them
+    return app, key, records
+
+
+def assert_cells_answer(app, key, records, seed):
+    """The cells hold t-a's `records`, answer random windows, and pass `verify`."""
+    assert_cells_match(app, records)
+    client = app.test_client()
+    for start, end in random_windows(seeded(seed)):
+        assert_close(get(client, "/v1/usage", key, **window_params(start, end), percentiles="approximate"),
+                     expected_stats(records, "t-a", start, end))
+    result = app.test_cli_runner().invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output
+
+
+def test_migration_007_deletes_hourly_cells_and_needs_no_rebuild(database_url, tmp_path):
+    """Hourly cells are deleted and no longer admitted; the other cells stay
+    as they were and answer at once."""
+    app, key, records = cells_stored_at(database_url, tmp_path, "006_tenant_month_cells", 16)
     with app.app_context():
         insert_old_cell("hour", "2026-02-03 04:00:00")
         upgrade(database.obj)
         with pytest.raises(IntegrityError), database.atomic():
             insert_old_cell("hour", "2026-02-03 05:00:00")
-    assert_cells_match(app, records)
-    client = app.test_client()
-    for start, end in random_windows(seeded(17)):
-        assert_close(get(client, "/v1/usage", key, **window_params(start, end), percentiles="approximate"),
-                     expected_stats(records, "t-a", start, end))
-    result = app.test_cli_runner().invoke(args=["rollups", "verify"])
-    assert result.exit_code == 0, result.output
+    assert_cells_answer(app, key, records, 17)
+
+
+def sketch_pairs(app, layout):
+    """{cell id: [its sketches as lists of (bin, count) pairs]}, decoded as `layout` (struct)."""
+    with app.app_context():
+        return {row[0]: [list(struct.iter_unpack(layout, bytes(sketch))) for sketch in row[1:]]
+                for row in database.execute_sql(
+                    "SELECT id, call_duration_sketch, input_tokens_sketch, output_tokens_sketch FROM usage_rollup")}
+
+
+def write_sketch_pairs(app, cells, layout):
+    """Store each cell's sketches {id: [pairs per metric]} encoded as `layout`."""
+    with app.app_context(), database.atomic():
+        for cell_id, sketches in cells.items():
+            database.execute_sql(
+                "UPDATE usage_rollup SET call_duration_sketch = {0}, input_tokens_sketch = {0},"
+                " output_tokens_sketch = {0} WHERE id = {0}".format(database.param),
+                [b"".join(struct.pack(layout, *pair) for pair in pairs) for pairs in sketches] + [cell_id])
+
+
+def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path):
+    """Sketches stored as 007's code wrote them, (bin: uint16, count: uint64)
+    pairs, come out of 008 as (uint16, uint16) pairs with the same counts; a
+    count above 65,535 as several pairs of its bin. The cells answer at once,
+    and rolling 008 back restores the 10-byte pairs."""
+    app, key, records = cells_stored_at(database_url, tmp_path, "007_no_hourly_cells", 18)
+    pairs = sketch_pairs(app, "<HQ")
+    with app.app_context():  # a tenant's month of 70,003 calls, 70,000 of them in bin 5
+        insert_old_cell("tenant_month", "2025-01-01 00:00:00")
+        (big,), = database.execute_sql("SELECT MAX(id) FROM usage_rollup").fetchall()
+    write_sketch_pairs(app, {big: [[(5, 70_000), (7, 3)]] * 3}, "<HQ")
+    with app.app_context():
+        upgrade(database.obj)
+    assert sketch_pairs(app, "<HH") == {**pairs, big: [[(5, 65_535), (5, 4_465), (7, 3)]] * 3}
+    with app.app_context():
+        database.execute_sql(f"DELETE FROM usage_rollup WHERE id = {big}")
+    assert_cells_answer(app, key, records, 19)
+    with app.app_context():
+        _router(database.obj).rollback()
+    assert sketch_pairs(app, "<HQ") == pairs
