@@ -47,6 +47,28 @@ def test_tenant_key_batch_then_statistics_match(client, tenants):
     assert_stats_equal(json.loads(response.data, parse_float=Decimal), expected_stats(records, "acme"))
 
 
+def test_any_text_and_instant_is_stored_as_sent(app, client, tenants):
+    """Model and error class are any UTF-8 text, instants keep their
+    microseconds, and the cells hold the calls: PostgreSQL receives every
+    column as a binary array built by the service (app/repository/arrays.py)."""
+    records = [record("acme", T0 + dt.timedelta(microseconds=1), model="modèle-日本", cost="1.000001"),
+               record("acme", T0 - dt.timedelta(microseconds=1), status="error", error_class="Délai dépassé ⏱",
+                      model="modèle-日本"),
+               record("acme", dt.datetime(2000, 1, 1, tzinfo=UTC)),  # PostgreSQL's zero instant, and before it
+               record("acme", dt.datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC))]
+    assert post(client, tenants["acme"], without_tenant(records))[0] == 201
+    with app.app_context():
+        rows = sorted((c.timestamp, c.model, c.status, c.error_class, c.cost_micro_usd) for c in LlmCall.select())
+    assert rows == sorted((r["timestamp"], r["model"], r["status"], r.get("error_class"), int(r["cost_usd"] * 10**6))
+                          for r in records)
+    exact, approximate = (json.loads(client.get("/v1/usage", headers=auth(tenants["acme"]),
+                                                query_string={"percentiles": p}).data, parse_float=Decimal)
+                          for p in ("exact", "approximate"))
+    assert_stats_equal(exact, expected_stats(records, "acme"))
+    for name in ("total_calls", "failed_calls", "total_cost_usd", "by_operation", "by_model"):  # from the cells
+        assert approximate[name] == exact[name], name
+
+
 def test_retried_batch_stores_nothing_new(app, client, tenants):
     records = [to_json(record("acme", T0)) for _ in range(5)]
     assert post(client, tenants["acme"], records)[1] == {"received": 5, "created": 5, "duplicates": 0}

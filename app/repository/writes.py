@@ -9,6 +9,7 @@ from peewee import PostgresqlDatabase, chunked
 from ..db import database
 from ..models import LlmCall, utcnow
 from . import rollups
+from .arrays import array
 
 # The columns an INSERT sets, in the order of its parameters (`id` is the
 # database's), each with its PostgreSQL type; `_insert_ignoring_duplicates`
@@ -104,7 +105,7 @@ def _insert_ignoring_duplicates(rows):
     if not params:
         return []
     if isinstance(database.obj, PostgresqlDatabase):
-        return [(_unnest_sql(), [list(column) for column in zip(*params)])]
+        return [(_unnest_sql(), [array(pg_type, column) for (_, pg_type), column in zip(INSERTED, zip(*params))])]
     return [(_values_sql(len(chunk)), [value for row in chunk for value in row])
             for chunk in chunked(params, SQLITE_CHUNK)]
 

@@ -6,6 +6,7 @@ from peewee import PostgresqlDatabase, chunked
 from ...db import database, execute_many
 from ...models import UsageRollup
 from ...rollups import KEY, METRICS
+from ..arrays import array
 
 
 NUMBERS = ["calls", "cost_micro_usd"] + [f"{m}_{s}" for m in METRICS for s in ("sum", "min", "max")]
@@ -27,7 +28,7 @@ def unnest(names, columns):
     its parameters: `columns`, a sequence of values each). unnest yields the
     rows in order."""
     arrays = ", ".join(f"%b::{TYPES[name]}[]" for name in names)
-    return f"unnest({arrays})", [list(column) for column in columns]
+    return f"unnest({arrays})", [array(TYPES[name], column) for name, column in zip(names, columns)]
 
 
 def insert_rows(table, suffix=""):
