@@ -3,14 +3,15 @@
 What a cell is and how a window is covered: `app/rollups.py`.
 
 - `cells`: the table's columns, bulk inserts and updates of cells;
-- `keep`: `add`, run by ingestion in the transaction that stores the calls;
+- `keep`: `cells_of` calls and `add` them, run by ingestion in the transaction
+  that stores the calls;
 - `rebuild`: recomputing cells from llm_call (`rollups rebuild|verify`);
 - `read`: `approximate`, statistics of windows from cells and raw edges,
   and `reads_cells`, whether a window holds any whole cell.
 """
-from .keep import add
+from .keep import add, cells_of
 from .read import RollupsNotBuilt, approximate, reads_cells
 from .rebuild import differences, mark_rebuilt, months_to_rebuild, rebuild_month
 
-__all__ = ["RollupsNotBuilt", "add", "approximate", "differences", "mark_rebuilt", "months_to_rebuild",
-           "reads_cells", "rebuild_month"]
+__all__ = ["RollupsNotBuilt", "add", "approximate", "cells_of", "differences", "mark_rebuilt",
+           "months_to_rebuild", "reads_cells", "rebuild_month"]

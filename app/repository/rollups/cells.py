@@ -3,7 +3,7 @@ import functools
 
 from peewee import PostgresqlDatabase, chunked
 
-from ...db import database, execute_many
+from ...db import database, execute_many, fetch_sql
 from ...models import UsageRollup
 from ...rollups import KEY, METRICS
 from ..arrays import array
@@ -46,9 +46,11 @@ def insert_rows(table, suffix=""):
     columns = [grains, [_cell_start_value(start) for start in starts], *key, *table.numbers, *table.sketches]
     if isinstance(database.obj, PostgresqlDatabase):
         source, params = unnest(COLUMNS, columns)
-        cursor = database.execute_sql(
-            f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}", params)
-        return cursor.fetchall() if returning else []
+        sql = f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}"
+        if returning:
+            return fetch_sql(sql, params)
+        database.execute_sql(sql, params)
+        return []
     returned = []
     for chunk in chunked(zip(*columns), SQLITE_CHUNK):
         placeholders = f"({', '.join(['?'] * len(COLUMNS))})"
@@ -60,10 +62,11 @@ def insert_rows(table, suffix=""):
     return returned
 
 
-def add_cells(table):
+def add_cells(table, sketches_from_pieces):
     """Add the cells of a CellTable (written in its order) to the stored ones,
-    inserting those that are missing; return [(id, sketch_pieces)] of every
-    cell written.
+    inserting those that are missing; return [(id, sketch_pieces, *sketches)]
+    of every cell written, its sketches only if it now holds
+    `sketches_from_pieces` pieces or more (else None).
 
     One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
@@ -84,8 +87,10 @@ def add_cells(table):
                         f"{metric}_sketch = {_concatenated(f'usage_rollup.{metric}_sketch', f'excluded.{metric}_sketch')}"]
     assignments += [f"{name} = usage_rollup.{name} + excluded.{name}" for name in added]
     assignments.append("sketch_pieces = usage_rollup.sketch_pieces + 1")
+    wanted = [f"CASE WHEN usage_rollup.sketch_pieces >= {int(sketches_from_pieces)} THEN usage_rollup.{name} END"
+              for name in SKETCHES]
     suffix = (f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(assignments)}"
-              " RETURNING id, sketch_pieces")
+              f" RETURNING id, sketch_pieces, {', '.join(wanted)}")
     return insert_rows(table, suffix)
 
 

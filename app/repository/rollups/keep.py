@@ -1,10 +1,7 @@
-"""Keeping cells with the calls: `add`, in the transaction that stores them."""
-from peewee import chunked
-
-from ...db import fetch_all
-from ...models import UsageRollup
+"""Keeping cells with the calls: `cells_of` them, and `add` them in the
+transaction that stores them."""
 from ...rollups import CellBuilder, merged
-from .cells import SKETCHES, add_cells, write_sketches
+from .cells import add_cells, write_sketches
 
 # A cell whose sketches hold this many appended pieces has them merged into
 # one by the batch that appended the last: what statistics read stays within
@@ -12,29 +9,32 @@ from .cells import SKETCHES, add_cells, write_sketches
 COMPACT_AFTER = 8
 
 
-def add(created_rows):
-    """Add calls just inserted (dicts of LlmCall fields) to their cells, inside
-    the caller's transaction, so the cells change if and only if the calls are
-    stored.
+def cells_of(rows):
+    """The CellTable of call rows (dicts of LlmCall fields)."""
+    builder = CellBuilder()
+    for row in rows:
+        builder.add(row)
+    return builder.table()
+
+
+def add(table):
+    """Add the cells of calls just inserted (`cells_of` them) to the stored
+    ones, inside the caller's transaction, so the cells change if and only
+    if the calls are stored.
 
     One statement adds the batch's cells to the stored ones (`add_cells`),
     appending the batch's sketches to theirs; then the cells that reached
     COMPACT_AFTER pieces have their sketches merged.
     """
-    builder = CellBuilder()
-    for row in created_rows:
-        builder.add(row)
-    written = add_cells(builder.table())
-    _compact([cell_id for cell_id, pieces in written if pieces >= COMPACT_AFTER])
+    written = add_cells(table, COMPACT_AFTER)
+    _compact({cell_id: sketches for cell_id, pieces, *sketches in written if pieces >= COMPACT_AFTER})
 
 
-def _compact(cell_ids):
-    """Merge the sketches of the cells `cell_ids`, which this transaction has
-    just written (and so holds locked), each into one piece."""
-    for ids in chunked(sorted(cell_ids), 1000):
-        query = (UsageRollup
-                 .select(UsageRollup.id, *(getattr(UsageRollup, name) for name in SKETCHES))
-                 .where(UsageRollup.id.in_(ids)))
-        stored = {row[0]: [bytes(sketch) for sketch in row[1:]] for row in fetch_all(query)}
-        sketches = merged(stored)
-        write_sketches([[*sketches[cell_id], cell_id] for cell_id in sorted(stored)])
+def _compact(stored):
+    """Merge the sketches {cell id: [its sketch per metric]} of cells this
+    transaction has just written (and so holds locked), each into one piece.
+    The upsert returned them: reading them again took a statement more."""
+    if not stored:
+        return
+    sketches = merged({cell_id: [bytes(sketch) for sketch in row] for cell_id, row in stored.items()})
+    write_sketches([[*sketches[cell_id], cell_id] for cell_id in sorted(stored)])
