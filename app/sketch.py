@@ -30,9 +30,11 @@ import numpy as np
 
 PAIR = np.dtype([("bin", "<u2"), ("count", "<u2")])
 MAX_COUNT = np.iinfo(PAIR["count"]).max
-# Up to this many (group, bin) counters, merging counts into a dense array
-# (16 MB) beats sorting the pieces.
-DENSE_LIMIT = 2_000_000
+# Merging counts into a dense array, a counter per possible (group, bin),
+# beats sorting the entries while there are at most this many counters per
+# entry (measured: at 0.5 a counter an entry, 0.9 against 6.4 ms; at 37, as
+# when a batch merges the pieces of 190 cells, 1.9 against 0.2 ms).
+DENSE_PER_ENTRY = 4
 
 
 def _bins():
@@ -157,7 +159,7 @@ def _added_up(groups, bins, counts):
     if not len(codes):
         return groups, bins, counts
     # bincount adds in float64: exact, as no count comes near 2**53 calls.
-    if codes.max() < DENSE_LIMIT:  # few groups: one counter per (group, bin), no sort
+    if codes.max() < DENSE_PER_ENTRY * len(codes):  # one counter per (group, bin), no sort
         dense = np.bincount(codes, weights=counts)
         codes = np.flatnonzero(dense)
         counts = dense[codes].astype(np.int64)
