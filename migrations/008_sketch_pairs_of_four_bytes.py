@@ -20,6 +20,7 @@ SKETCHES = ("call_duration_sketch", "input_tokens_sketch", "output_tokens_sketch
 WIDE = np.dtype([("bin", "<u2"), ("count", "<u8")])
 NARROW = np.dtype([("bin", "<u2"), ("count", "<u2")])
 CELLS_PER_STATEMENT = 2000
+BINS = 977  # app/sketch.py's bins of 32-bit values: a larger bin means the bytes are not such pairs
 
 
 def migrate(migrator, database, fake=False, **kwargs):
@@ -63,7 +64,11 @@ def _recoded(sketches, old, new):
     """Each sketch (bytes of `old` pairs) as bytes of `new` pairs, in the same
     order; a count too large for `new` becomes several pairs of its bin."""
     most = int(min(np.iinfo(new["count"]).max, np.iinfo(np.int64).max))
+    if any(len(sketch) % old.itemsize for sketch in sketches):
+        raise RuntimeError(f"usage_rollup holds a sketch that is not {old.itemsize}-byte pairs")
     pairs = np.frombuffer(b"".join(sketches), dtype=old)
+    if len(pairs) and pairs["bin"].max() >= BINS:
+        raise RuntimeError(f"usage_rollup holds a sketch with a bin past {BINS - 1}: not {old.itemsize}-byte pairs")
     counts = pairs["count"].astype(np.int64)
     pieces = np.maximum((counts + most - 1) // most, 1)
     recoded = np.empty(int(pieces.sum()), dtype=new)
