@@ -260,6 +260,18 @@ def test_all_usage_runs_a_fixed_number_of_statements(app, client, keys):
     assert counts[1] == 3
 
 
+def test_tenant_usage_is_one_statement(app, client, keys):
+    """Aggregates per (operation, model) and the tenant's percentiles come
+    from one scan of its window, whatever its operations and models."""
+    keys.tenant("acme")
+    key = keys.key("acme")
+    get(client, "/v1/usage", key)  # refreshes last_used_at, which then waits a minute
+    store(app, random_records(seeded(21), ["acme"], 300, FROM, TO))
+    count, body = count_statements(client, "/v1/usage", key)
+    assert len(body["by_operation"]) > 1 and len(body["by_model"]) > 1
+    assert count == 2  # the key lookup, then the statistics
+
+
 def test_percentiles_are_exact_where_float_interpolation_is_not(client, keys, app):
     keys.tenant("acme")
     key = keys.key("acme")

@@ -11,8 +11,9 @@
 - `rollups`: usage_rollup, the cells `percentiles=approximate` reads.
 
 Statistics take a fixed number of statements whatever the number of
-tenants, buckets and groups: per-tenant usage two (aggregates per
-(operation, model), percentiles), all-tenant usage two (aggregates per
+tenants, buckets and groups: per-tenant usage one (aggregates per
+(operation, model) and the ok values, `scans.cells_with_percentiles`),
+all-tenant usage two (aggregates per
 (tenant, operation, model), percentiles per tenant and overall), a series
 one (aggregates and percentiles per (bucket, group) together). Totals of coarser
 groups are sums of the finer ones, merged in Python; percentiles are not
@@ -56,7 +57,7 @@ class UsageRepository(Protocol):
 class PeeweeUsageRepository:
     @statistics_transaction
     def tenant_usage(self, tenant_id, window, precision="exact"):
-        """The statistics object of one tenant: two statements (four approximate)."""
+        """The statistics object of one tenant: one statement (four approximate)."""
         if _approximate(precision, [window]):
             cells, (percentiles,) = rollups.approximate(
                 {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)], (),
@@ -65,8 +66,9 @@ class PeeweeUsageRepository:
             _set_percentiles(cell, percentiles.get(()))
             return statistics.usage_stats(tenant_id, cell, breakdowns)
         where = _in_window(window) & (LlmCall.tenant == tenant_id)
-        cell, breakdowns = _merged(scans.cells(Scan(where, (LlmCall.operation, LlmCall.model))).items())
-        _set_percentiles(cell, percentiles_per_group(Scan(where)).get(()))
+        cells, percentiles = scans.cells_with_percentiles(Scan(where, (LlmCall.operation, LlmCall.model)))
+        cell, breakdowns = _merged(cells.items())
+        _set_percentiles(cell, percentiles)
         return statistics.usage_stats(tenant_id, cell, breakdowns)
 
     @statistics_transaction

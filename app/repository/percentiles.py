@@ -120,6 +120,21 @@ def _percentiles_of_sorted(values):
     return statistics.percentiles_from_ranks(n, by_rank)
 
 
+def values_text(column):
+    """The aggregate of a group's ok values of `column` as one comma-separated
+    text (SQLite's GROUP_CONCAT, PostgreSQL's string_agg), for `percentiles_of_texts`."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        return fn.string_agg(column.cast("text"), ",").filter(OK)
+    return fn.GROUP_CONCAT(column).filter(OK)
+
+
+def percentiles_of_texts(texts):
+    """{pct: value} of the integers of several `values_text` texts together
+    (None for no text: no ok records)."""
+    texts = [text for text in texts if text]
+    return _percentiles_of_sorted(_sorted(",".join(texts))) if texts else None
+
+
 def values_at_percentiles(text):
     """The values at PERCENTILES of the integers in a comma-separated text (None: Nones)."""
     if text is None:

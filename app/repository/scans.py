@@ -18,7 +18,7 @@ from ..db import database
 from ..models import LlmCall, Tenant
 from ..statistics import METRICS, PERCENTILES, Cell, MetricTotals, Totals
 from .columns import COLUMNS, METRIC_COLUMNS, OK, OK_LITERAL
-from .percentiles import percentile_cont_of, values_at_percentiles
+from .percentiles import percentile_cont_of, percentiles_of_texts, values_at_percentiles, values_text
 
 @dataclass
 class Scan:
@@ -163,12 +163,22 @@ def aggregate_rows(scan):
     # in each of 13 aggregates took a quarter of the statement (measured on
     # 1M calls: one tenant's 30 days 8.8 -> 6.5 ms on PostgreSQL, 7.6 -> 6.3 ms
     # on SQLite; every tenant's history 341 -> 256 ms and 2.6 -> 2.3 s).
+    return _merged_statuses(_rows_by_status(scan, _aggregates()), len(scan.key_columns))
+
+
+def _aggregates():
+    """Count, cost, then sum, min, max of each metric: of a group and status."""
     columns = [fn.COUNT(SQL("*")), fn.SUM(LlmCall.cost_micro_usd)]
     for column in METRIC_COLUMNS.values():
         columns += [fn.SUM(column), fn.MIN(column), fn.MAX(column)]
-    width = len(scan.key_columns)
+    return columns
+
+
+def _merged_statuses(rows, width):
+    """aggregate_rows' rows from rows of (key..., status, count, cost, then
+    sum, min, max of each metric), one per group and status."""
     groups = {}  # {key: [count, failed count, (ok count, ok cost, sum, min, max, ...)]}
-    for row in _rows_by_status(scan, columns):
+    for row in rows:
         key, status, count, ok_aggregates = tuple(row[:width]), row[width], row[width + 1], row[width + 1:]
         group = groups.setdefault(key, [0, 0, NO_OK_AGGREGATES])
         group[0] += count
@@ -177,6 +187,27 @@ def aggregate_rows(scan):
         else:
             group[1] += count
     return [(*key, count, failed, *ok_aggregates) for key, (count, failed, ok_aggregates) in groups.items()]
+
+
+def cells_with_percentiles(scan):
+    """({key: Cell} of every group with records, the percentiles {metric:
+    {pct: value}} of all their ok records together, or None): one statement.
+
+    A tenant's statistics are this: its aggregates per (operation, model)
+    and its percentiles, from one scan of its window that hands over the ok
+    values as texts (`percentiles.values_text`), which NumPy sorts. Measured
+    on 1M calls, one tenant's 30 days (6,800 calls) on PostgreSQL: 3.0 ms,
+    against 4.1 for the aggregates and percentile_cont in two statements.
+    The texts cost 3 x 5-11 bytes per ok call (about 120 MB for 10M calls
+    in one window), as on SQLite, whose percentiles are computed this way.
+    """
+    texts = [values_text(column) for column in METRIC_COLUMNS.values()]
+    rows = _rows(scan.grouped(*_aggregates(), *texts, by=[LlmCall.status]))
+    by_status = [row[:-len(texts)] for row in rows]
+    ok_texts = [row[-len(texts):] for row in rows]
+    cells = cells_of_rows(_merged_statuses(by_status, len(scan.key_columns)), len(scan.key_columns))
+    percentiles = {name: percentiles_of_texts(metric_texts) for name, metric_texts in zip(METRICS, zip(*ok_texts))}
+    return cells, (percentiles if all(percentiles.values()) else None)
 
 
 def _rows_by_status(scan, columns):
