@@ -12,8 +12,9 @@ them into the answer:
   closest ranks, like PostgreSQL's `percentile_cont` and NumPy's default:
   the p-th percentile of n sorted values v[0..n-1] is v[k] + (v[k+1] - v[k]) * f
   where k + f = (n - 1) * p / 100. PostgreSQL computes them with
-  `percentile_cont`; on SQLite, which has none, the repository sorts each
-  group's values and `percentile` interpolates exactly between ranks k and k + 1. The values are integers
+  `percentile_cont`; on SQLite, which has none, and for one tenant's usage
+  on both engines, the repository sorts each group's values and `percentile`
+  interpolates exactly between ranks k and k + 1. The values are integers
   and f a whole number of hundredths, so every percentile is an exact
   multiple of 0.01: rounding to 2 decimals removes `percentile_cont`'s
   floating-point noise and makes both engines give identical numbers;

@@ -4,7 +4,9 @@ PostgreSQL computes them with `percentile_cont` (measured 2.4x faster than
 window-function ranks there). SQLite, which has none, hands over each
 group's values in one scan as texts, which NumPy parses and sorts to give
 the values at `statistics.percentile_ranks`; see app/statistics.py for why
-the answers are identical.
+the answers are identical. A tenant's usage takes the texts on both
+engines (`values_text`, `percentiles_of_texts`), in the one statement that
+also gives its aggregates (`scans.cells_with_percentiles`).
 """
 import numpy as np
 from peewee import SQL, EnclosedNodeList, NodeList, PostgresqlDatabase, fn
