@@ -139,18 +139,20 @@ def fetch_sql(sql, params=()):
 @contextmanager
 def pipelined(statements):
     """Run `statements` [(sql, params)], yielding a list that holds all their
-    rows, in order, once the block is over.
+    rows, in order, once the block is over: the block must not need them.
 
     PostgreSQL: they are sent at once in pipeline mode, and the block runs
     while the server executes them (Python work there costs no time); one
-    statement deadline watches them and the block. SQLite: they run before
-    the block, as `database.execute_sql` would run them.
+    statement deadline watches them and the block. SQLite: they run after
+    the block, as `database.execute_sql` would run them; in a transaction
+    the first write takes SQLite's one write lock, so the block then keeps
+    no other writer waiting.
     """
     db = database.obj
     rows = []
     if not isinstance(db, PostgresqlDatabase):
-        rows += [row for sql, params in statements for row in db.execute_sql(sql, params)]
         yield rows
+        rows += [row for sql, params in statements for row in db.execute_sql(sql, params)]
         return
     watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
     with watched, __exception_wrapper__:

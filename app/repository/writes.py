@@ -52,10 +52,10 @@ def add_calls(rows):
     The statements are built before the transaction begins: SQLite holds
     its one write lock from the first INSERT to COMMIT, so building them
     inside would add to the time every other writer waits. The cells are
-    built while PostgreSQL runs the INSERT (`pipelined`), from every row:
-    a batch is mostly new calls, and its 5 ms of cell building then cost
-    nothing. When some rows were not stored (a retry), the cells are built
-    again from those that were.
+    built from every row while PostgreSQL runs the INSERT, or before SQLite
+    takes its lock (`pipelined`): a batch is mostly new calls, and its 5 ms
+    of cell building then cost nothing. When some rows were not stored (a
+    retry), the cells are built again from those that were.
     """
     statements = _insert_ignoring_duplicates(rows)
     with database.atomic():
