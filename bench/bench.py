@@ -19,7 +19,8 @@ SQLITE_BUSY_TIMEOUT).
    with percentiles=exact and =approximate: `--requests` sequential requests
    after one warm-up;
 3. times the baseline, the same answer by hand-written SQL through the raw driver
-   (sqlite3 / psycopg), same windows and repetitions;
+   (sqlite3 / psycopg), same windows and repetitions, taking turns with the
+   service's requests of the same measurement;
 4. POSTs `--ingest-batches` batches of 1000 records to /v1/usage/calls (if it
    exists) and compares with raw INSERT ... ON CONFLICT DO NOTHING of as many rows
    (executemany, one transaction per 1000 rows), for two shapes of batch: `live`
@@ -344,14 +345,20 @@ def http(base, path, key, body=None):
         return response.read()
 
 
-def timed(func, repeats):
-    """Seconds of each of `repeats` calls, after one warm-up call."""
-    func()
-    samples = []
-    for _ in range(repeats):
-        started = time.perf_counter()
+def timed(*funcs, repeats):
+    """Seconds of each of `repeats` calls of each of `funcs`, after one
+    warm-up call each: a list of samples per function. The functions take
+    turns, so that whatever else the machine does slows each of them alike
+    (timed one after the other, the service and its baseline were measured
+    at different moments, and their ratio moved with the machine's load)."""
+    for func in funcs:
         func()
-        samples.append(time.perf_counter() - started)
+    samples = [[] for _ in funcs]
+    for _ in range(repeats):
+        for func, func_samples in zip(funcs, samples):
+            started = time.perf_counter()
+            func()
+            func_samples.append(time.perf_counter() - started)
     return samples
 
 
@@ -384,23 +391,24 @@ def measure_reads(args, base, raw, keys, now):
           f"{'baseline p50':>14}{'ratio':>8}")
     for path, (key, tenant) in endpoints.items():
         for label, (start, end) in windows.items():
-            baseline = timed(lambda: baseline_answer(raw, tenant, (start, end)), args.requests)
-            for precision in PRECISIONS:
-                query = urlencode({**({"from": iso(start), "to": iso(end)} if start else {}),
-                                   "percentiles": precision})
-                service = timed(lambda: http(base, f"{path}?{query}", key), args.requests)
-                report(results, (path, label, precision), service, baseline)
+            paths = [f"{path}?" + urlencode({**({"from": iso(start), "to": iso(end)} if start else {}),
+                                             "percentiles": precision}) for precision in PRECISIONS]
+            baseline, *service = timed(lambda: baseline_answer(raw, tenant, (start, end)),
+                                       *(lambda p=p: http(base, p, key) for p in paths), repeats=args.requests)
+            for precision, samples in zip(PRECISIONS, service):
+                report(results, (path, label, precision), samples, baseline)
     series = [("/v1/usage/all/series", keys["super"], None, 30, "day", "tenant_id"),
               ("/v1/usage/series", keys["tenant"], "bench-t000", 90, "hour", None)]
     for path, key, tenant, days, unit, group in series:
         start = now - dt.timedelta(days=days)
-        baseline = timed(lambda: baseline_series(raw, tenant, (start, now), unit, group), args.requests)
-        for precision in PRECISIONS:
-            query = urlencode({"from": iso(start), "to": iso(now), "bucket": unit, "group_by": group or "",
-                               "percentiles": precision})
-            service = timed(lambda: http(base, f"{path}?{query}", key), args.requests)
-            label = f"{days} d by {unit}" + (f"/{group[:6]}" if group else "")
-            report(results, (path, label, precision), service, baseline)
+        paths = [f"{path}?" + urlencode({"from": iso(start), "to": iso(now), "bucket": unit,
+                                         "group_by": group or "", "percentiles": precision})
+                 for precision in PRECISIONS]
+        baseline, *service = timed(lambda: baseline_series(raw, tenant, (start, now), unit, group),
+                                   *(lambda p=p: http(base, p, key) for p in paths), repeats=args.requests)
+        label = f"{days} d by {unit}" + (f"/{group[:6]}" if group else "")
+        for precision, samples in zip(PRECISIONS, service):
+            report(results, (path, label, precision), samples, baseline)
     return results
 
 
