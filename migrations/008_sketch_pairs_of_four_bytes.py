@@ -68,7 +68,8 @@ def _recoded(sketches, old, new):
         raise RuntimeError(f"usage_rollup holds a sketch that is not {old.itemsize}-byte pairs")
     pairs = np.frombuffer(b"".join(sketches), dtype=old)
     if len(pairs) and pairs["bin"].max() >= BINS:
-        raise RuntimeError(f"usage_rollup holds a sketch with a bin past {BINS - 1}: not {old.itemsize}-byte pairs")
+        raise RuntimeError(f"usage_rollup holds a sketch with a bin past {BINS - 1}:"
+                           f" not {old.itemsize}-byte pairs")
     counts = pairs["count"].astype(np.int64)
     pieces = np.maximum((counts + most - 1) // most, 1)
     recoded = np.empty(int(pieces.sum()), dtype=new)

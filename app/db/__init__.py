@@ -14,6 +14,6 @@ from .deadlines import (execute_many, fetch_all, fetch_sql, limited_transaction,
 from .handle import ConfigurationError, Limits, database
 from .locks import write_unless_locked
 
-__all__ = ["ConfigurationError", "Limits", "POSTGRES_OPTIONS", "database", "execute_many", "fetch_all", "fetch_sql",
-           "limited_transaction", "open_database", "pipelined", "sqlite_pragmas", "statistics_transaction",
-           "write_unless_locked"]
+__all__ = ["ConfigurationError", "Limits", "POSTGRES_OPTIONS", "database", "execute_many", "fetch_all",
+           "fetch_sql", "limited_transaction", "open_database", "pipelined", "sqlite_pragmas",
+           "statistics_transaction", "write_unless_locked"]
