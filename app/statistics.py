@@ -24,7 +24,9 @@ them into the answer:
   1% of the true value at its rank, and values are non-negative, so the
   interpolated percentile is within 1% of the exact one (where no window
   holds a whole cell, the exact path answers: its percentiles are the
-  exact ones). Every other number is exact either way;
+  exact ones). An estimate outside the exact [min, max] is moved to the
+  bound (`MetricTotals.set_percentiles`). Every other number is exact
+  either way;
 - `by_operation` and `by_model` are ordered by cost descending, then name;
 - an empty window gives zeros and empty breakdowns;
 - a series group holds the numbers alone (no tenant_id, no breakdowns);
@@ -112,6 +114,17 @@ class MetricTotals:
     minimum: int | None = None
     maximum: int | None = None
     percentiles: dict = field(default_factory=dict)
+
+    def set_percentiles(self, by_pct):
+        """Set the percentiles {pct: value}, each within [minimum, maximum].
+        An estimate from sketches may fall outside, by up to 1% (a single
+        call of 1,234 ms is in the bin whose value is 1,222); the true value
+        never does, so moving it to the bound only brings it closer. Exact
+        percentiles are never moved."""
+        low, high = self.minimum, self.maximum
+        self.percentiles = {
+            pct: value if low is None or low <= value <= high else float(min(max(value, low), high))
+            for pct, value in by_pct.items()}
 
     def add(self, other):
         """Merge another group's totals (percentiles are not mergeable; callers set them)."""

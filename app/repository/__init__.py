@@ -162,4 +162,4 @@ def _merged(pairs):
 
 def _set_percentiles(cell, values):
     for name, by_pct in (values or {}).items():
-        cell.metrics[name].percentiles = by_pct
+        cell.metrics[name].set_percentiles(by_pct)
