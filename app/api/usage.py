@@ -49,9 +49,9 @@ class WindowArgs(Schema):
     percentiles = fields.String(
         load_default=EXACT, validate=validate.OneOf(PRECISIONS),
         metadata={"description": "`exact` (the default): percentiles of the window's records. "
-                                 "`approximate`: from rollups, each within 1% of the exact value, "
-                                 "at a cost that does not grow with the number of calls; every "
-                                 "other number is identical either way."})
+                                 "`approximate`: from rollups, each within 1% of the exact value "
+                                 "and between `min` and `max`, at a cost that does not grow with "
+                                 "the number of calls; every other number is identical either way."})
 
     @validates_schema
     def to_after_from(self, data, **kwargs):
