@@ -106,8 +106,7 @@ def execute_many(sql, seq_of_params):
     db = database.obj
     if not seq_of_params:
         return 0
-    watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
-    with watched, __exception_wrapper__:
+    with _watched(db), __exception_wrapper__:
         cursor = db.cursor()
         cursor.executemany(sql, seq_of_params)
         return cursor.rowcount
@@ -129,8 +128,7 @@ def fetch_sql(sql, params=()):
     db = database.obj
     if not isinstance(db, PostgresqlDatabase):
         return db.execute_sql(sql, params).fetchall()
-    watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
-    with watched, __exception_wrapper__:
+    with _watched(db), __exception_wrapper__:
         cursor = db.connection().cursor(binary=True)
         cursor.execute(sql, params)
         return cursor.fetchall()
@@ -154,8 +152,7 @@ def pipelined(statements):
         yield rows
         rows += [row for sql, params in statements for row in db.execute_sql(sql, params)]
         return
-    watched = db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
-    with watched, __exception_wrapper__:
+    with _watched(db), __exception_wrapper__:
         conn = db.connection()
         with conn.pipeline():
             cursors = [conn.cursor() for _ in statements]
@@ -164,6 +161,13 @@ def pipelined(statements):
             yield rows
             for cursor in cursors:
                 rows += cursor.fetchall()
+
+
+def _watched(db):
+    """The watchdog's deadline on `db`'s next round trips: PostgreSQL's
+    (`_StatementDeadlines`); SQLite has none, its waits bounded by its busy
+    timeout and, in statistics, by a progress handler."""
+    return db._statement_deadline() if isinstance(db, _StatementDeadlines) else nullcontext()
 
 
 class _StatementDeadlines:
