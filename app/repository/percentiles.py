@@ -139,10 +139,8 @@ def percentiles_of_texts(texts):
 
 def values_at_percentiles(text):
     """The values at PERCENTILES of the integers in a comma-separated text (None: Nones)."""
-    if text is None:
-        return (None,) * len(PERCENTILES)
-    by_pct = _percentiles_of_sorted(_sorted(text))
-    return [by_pct[pct] for pct in PERCENTILES]
+    by_pct = percentiles_of_texts([text])
+    return [by_pct[pct] for pct in PERCENTILES] if by_pct else (None,) * len(PERCENTILES)
 
 
 def _sorted(text):

@@ -282,8 +282,8 @@ def series_rows(scan):
             percentiles += at[1:-1]
         else:
             columns += [fn.SUM(column).filter(OK), fn.MIN(column).filter(OK), fn.MAX(column).filter(OK)]
-            # SQLite: the ok values as one text, as _sorted_values reads them.
-            percentiles.append(fn.GROUP_CONCAT(column).filter(OK))
+            # SQLite: the ok values as one text, as values_at_percentiles reads them.
+            percentiles.append(values_text(column))
     columns += percentiles
     width = len(scan.key_columns)
     # Without GROUP BY and without records: the one row of the aggregate of nothing.
