@@ -375,15 +375,20 @@ def test_unknown_precision_is_a_422_naming_it(client, keys):
     assert "percentiles" in response.get_json()["errors"]["query"]
 
 
-def calls_stored_at(database_url, tmp_path, migration, seed):
-    """(app, key of t-a, records): an app whose database is migrated up to
-    `migration` and holds t-a's calls without cells; `upgrade` it to go on."""
+def tenant_at(database_url, tmp_path, migration):
+    """(app, key of tenant t-a): an app whose database is migrated up to
+    `migration`; `upgrade` it to go on."""
     app = build_app(database_url, tmp_path, migrate=False)
     with app.app_context():
         _router(database.obj).run(migration)
     keys = Keys(app)
     keys.tenant("t-a")
-    key = keys.key("t-a")
+    return app, keys.key("t-a")
+
+
+def calls_stored_at(database_url, tmp_path, migration, seed):
+    """(app, key of t-a, records): `tenant_at` `migration`, holding t-a's calls without cells."""
+    app, key = tenant_at(database_url, tmp_path, migration)
     records = random_records(seeded(seed), ["t-a"], 50, START, END)
     insert_bypassing_rollups(app, records)
     return app, key, records
@@ -437,12 +442,7 @@ def cells_stored_at(database_url, tmp_path, migration, seed):
     """(app, key of t-a, records): an app whose database is migrated up to
     `migration` (007 or earlier) and holds t-a's calls and their cells as
     that code kept them, sketches in 10-byte pairs."""
-    app = build_app(database_url, tmp_path, migrate=False)
-    with app.app_context():
-        _router(database.obj).run(migration)
-    keys = Keys(app)
-    keys.tenant("t-a")
-    key = keys.key("t-a")
+    app, key = tenant_at(database_url, tmp_path, migration)
     records = random_records(seeded(seed), ["t-a"], 80, START, END)
     store(app, records)  # the day, month and tenant_month cells 006 and 007 kept too;
     write_sketch_pairs(app, sketch_pairs(app, "<HH"), "<HQ")  # their sketches as those wrote them
