@@ -6,6 +6,12 @@ keeps its exact six decimals; each distribution is flattened to columns
 breakdown lists (`by_operation`, `by_model`) have no place in one row per
 tenant: the series routes with `group_by` give them as rows.
 
+Text a tenant wrote (a model, an error class) may start like a spreadsheet
+formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(1)`, `-2+3`): `spreadsheet_cell`
+prefixes such a text cell with `'`, as OWASP's CSV-injection guidance says,
+so that a spreadsheet shows it as text instead of running it. Numbers are
+never changed: a negative number is still a number.
+
 Each representation carries an ETag of its own (flask-smorest's `set_etag`
 on the text, or its default on the dumped JSON), so conditional GETs work for
 both, and `Vary: Accept` tells caches that the two differ.
@@ -49,13 +55,22 @@ def stats_cells(stats):
     return [stats[path[0]] if len(path) == 1 else stats[path[0]][path[1]] for path in STATS_COLUMNS]
 
 
-def _text(value):
+# What a spreadsheet reads as the start of a formula (or of a line, for
+# LF/CR/TAB: some split cells there and read the rest as a new cell).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_cell(value):
+    """The CSV text of a cell: numbers and moments as they are, text that a
+    spreadsheet would run as a formula prefixed with `'`."""
     if value is None:
         return ""
     if isinstance(value, Decimal):
         return format(value, "f")
     if hasattr(value, "isoformat"):
         return value.isoformat()
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
     return str(value)
 
 
@@ -87,7 +102,7 @@ def csv_response(blueprint, header, rows, filename):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(header)
-    writer.writerows([_text(cell) for cell in row] for row in rows)
+    writer.writerows([spreadsheet_cell(cell) for cell in row] for row in rows)
     text = buffer.getvalue()
     _set_etag(blueprint, "csv", text.encode())
     return Response(text, mimetype=CSV, headers={
