@@ -14,6 +14,12 @@ would have the proxy's (loopback) address (request_context.py).
 
 All counters count requests since the workers started; Prometheus's rate()
 and increase() take restarts in their stride.
+
+Every label has a bounded set of values, so that no client can grow the
+exposition (each new value is a new series in every scrape): `route` is the
+URL rule or `unmatched`, `method` a standard HTTP method or `other` (an
+invented method is a 405 anyone can send without a key), `status` a status
+code HTTP defines or `other`; `tenant` is bounded by the tenants that exist.
 """
 import ipaddress
 import os
@@ -23,6 +29,7 @@ from flask import Response, abort, current_app, request
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
                                generate_latest)
 from prometheus_client.multiprocess import MultiProcessCollector
+from werkzeug.http import HTTP_STATUS_CODES
 
 from . import request_context
 from .db.handle import ConfigurationError
@@ -49,6 +56,8 @@ DATABASE_ERRORS = Counter(
     "(a time limit or lock wait ran out) or error (refused, lost, missing).", ["kind"])
 
 UNMATCHED = "unmatched"  # the route label of requests no route matched (404, 405)
+OTHER = "other"  # the method or status label of anything outside the known sets
+METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"))
 LOOPBACK = "127.0.0.0/8,::1"
 
 
@@ -91,8 +100,10 @@ def _may_scrape(address):
 def _count_request(response):
     rule = request.url_rule
     route = rule.rule if rule is not None else UNMATCHED
-    REQUESTS.labels(route, request.method, str(response.status_code)).inc()
-    LATENCY.labels(route, request.method).observe(time.monotonic() - request_context.started())
+    method = request.method if request.method in METHODS else OTHER
+    status = str(response.status_code) if response.status_code in HTTP_STATUS_CODES else OTHER
+    REQUESTS.labels(route, method, status).inc()
+    LATENCY.labels(route, method).observe(time.monotonic() - request_context.started())
     return response
 
 
