@@ -12,6 +12,13 @@ request's line `method`, `path`, `route` (the URL rule, e.g.
 public part of a key that authenticated, and paths carry no keys (keys
 travel in headers, query strings are not logged).
 
+A text line is one line whatever a client sent: control characters (C0,
+DEL, C1), Unicode format characters such as the bidi overrides (U+202E) and
+line or paragraph separators are written escaped (`\n`, `\x1b`, `\u202e`),
+so a path with `%0A` cannot start a forged line, and ESC or RTL characters
+cannot rewrite what a terminal shows. A traceback keeps its line breaks and
+is escaped otherwise. JSON lines need nothing more: JSON escapes them.
+
 The handler sits on the root logger and writes to standard error, where
 gunicorn writes its own log (gunicorn.conf.py gives gunicorn's lines the
 same format). The service's loggers (`app`, `usage.access`) log at INFO;
@@ -20,8 +27,10 @@ everything else keeps Python's default, WARNING.
 import datetime as dt
 import json
 import logging
+import re
 import sys
 import time
+import unicodedata
 
 from flask import g, request
 
@@ -34,6 +43,10 @@ SERVICE_LOGGERS = ("app", "usage.access")
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s [%(request_id_or_dash)s] %(name)s: %(message)s"
 # Fields a request's line carries, in this order (text shows them as name=value).
 REQUEST_FIELDS = ("method", "path", "route", "status", "duration_ms", "tenant", "key_id", "client")
+# Controls (Cc), format characters (Cf: bidi, zero-width), line and paragraph separators.
+UNPRINTABLE_CATEGORIES = frozenset(("Cc", "Cf", "Zl", "Zp"))
+NOT_PRINTABLE_ASCII = re.compile(r"[^\x20-\x7e]")  # candidates only: most are printable text
+NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 class RequestIdFilter(logging.Filter):
@@ -80,6 +93,35 @@ class TextFormatter(logging.Formatter):
     def format(self, record):
         record.request_id_or_dash = getattr(record, "request_id", None) or "-"
         return super().format(record)
+
+    def formatMessage(self, record):
+        return escape_unprintable(super().formatMessage(record))
+
+    # Tracebacks span lines by design: each of their lines is escaped.
+    def formatException(self, exc_info):
+        return _escape_each_line(super().formatException(exc_info))
+
+    def formatStack(self, stack_info):
+        return _escape_each_line(stack_info)
+
+
+def escape_unprintable(text):
+    """`text` with every control, format or separator character written as an escape."""
+    return NOT_PRINTABLE_ASCII.sub(_escape, text)
+
+
+def _escape_each_line(text):
+    return "\n".join(escape_unprintable(line) for line in text.split("\n"))
+
+
+def _escape(match):
+    char = match.group()
+    if unicodedata.category(char) not in UNPRINTABLE_CATEGORIES:
+        return char
+    if char in NAMED_ESCAPES:
+        return NAMED_ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 class StderrHandler(logging.StreamHandler):
