@@ -1,15 +1,15 @@
 """The usage service: an application factory in the Flask-tutorial style."""
 import os
+import re
 import sqlite3
 
 import psycopg
-from flask import Flask, current_app, send_from_directory
+from flask import Flask, current_app, request
 from flask_cors import CORS
 from peewee import InterfaceError, OperationalError
-from swagger_ui_bundle import swagger_ui_path
 
 from . import api as routes
-from . import cli, dashboard, logs, metrics, ratelimits, request_context
+from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context
 from .api.blueprint import json_error
 from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
@@ -17,7 +17,7 @@ from .db import ConfigurationError, Limits, database, failures, open_database
 from .jsonio import ExactJSONProvider
 from .repository import PeeweeUsageRepository
 
-SWAGGER_ASSETS_URL = "/docs/assets/"
+CORS_PATHS = r"/v1/*"  # a regular expression, matched at the start of the path, as flask-cors does
 
 API_DESCRIPTION = (
     "Records every LLM call a multi-tenant backend makes and answers usage statistics.\n\n"
@@ -62,7 +62,11 @@ def create_app(config=None):
     PROXY_COUNT       reverse proxies trusted for X-Forwarded-For (default 0): app/request_context.py.
     RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_PER_KEY, REDIS_URL, REDIS_KEY_PREFIX: app/ratelimits.py.
     """
-    app = Flask(__name__, instance_relative_config=True)
+    # No static folder: the dashboard and /docs serve their own files.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    # Werkzeug answers `//` in a path with a redirect to an absolute URL built
+    # from the client's Host header; without merging, such a path is a 404.
+    app.url_map.merge_slashes = False
     app.config.from_mapping(
         DATABASE_URL=os.environ.get("DATABASE_URL")
         or "sqlite:///" + os.path.join(app.instance_path, "usage.db"),
@@ -84,8 +88,8 @@ def create_app(config=None):
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/",
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="/docs",
-        OPENAPI_SWAGGER_UI_URL=SWAGGER_ASSETS_URL,
+        OPENAPI_SWAGGER_UI_PATH=docs.DOCS_PATH,
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
         API_SPEC_OPTIONS={
             "info": {"description": API_DESCRIPTION},
             "security": SECURITY,
@@ -105,6 +109,7 @@ def create_app(config=None):
     request_context.init_app(app)
     ratelimits.init_app(app)
     metrics.init_app(app)
+    caching.init_app(app)
 
     limits = Limits(connect=float(app.config["DB_CONNECT_TIMEOUT"]),
                     statement=float(app.config["DB_STATEMENT_TIMEOUT"]),
@@ -114,10 +119,7 @@ def create_app(config=None):
     app.extensions["usage_repository"] = PeeweeUsageRepository()
     app.json = ExactJSONProvider(app)
 
-    # Swagger UI's JavaScript and CSS are served from the installed
-    # swagger-ui-bundle package: /docs works with no internet access.
-    app.add_url_rule(SWAGGER_ASSETS_URL + "<path:filename>", "swagger_assets",
-                     _swagger_asset)
+    docs.init_app(app)
     api = ServiceApi(app)
     routes.register(app, api)
     app.register_blueprint(dashboard.blp)
@@ -133,13 +135,24 @@ def create_app(config=None):
 def _allow_cross_origin(app):
     """CORS for /v1 from the CORS_ORIGINS only: a browser dashboard on another
     origin may send the API-key headers and read ETag, pagination and the CSV
-    file name. Credentials (cookies) are never involved: keys travel in headers."""
+    file name. Credentials (cookies) are never involved: keys travel in headers.
+
+    Every /v1 response then says `Vary: Origin`, with one origin too (where
+    flask-cors leaves it out): Access-Control-Allow-Origin is sent only to
+    that origin's pages, so a cache must not hand one origin's answer to another."""
     origins = [o.strip() for o in app.config["CORS_ORIGINS"].split(",") if o.strip()]
     if origins:
-        CORS(app, resources={r"/v1/*": {"origins": origins}},
+        app.after_request(_vary_by_origin)  # registered first, runs after flask-cors's
+        CORS(app, resources={CORS_PATHS: {"origins": origins}},
              allow_headers=["Authorization", "X-API-Key", "Content-Type", "If-None-Match"],
              expose_headers=["ETag", "X-Pagination", "Content-Disposition"],
              max_age=600)
+
+
+def _vary_by_origin(response):
+    if re.match(CORS_PATHS, request.path):
+        caching.vary(response, "Origin")
+    return response
 
 
 def _seconds(variable, default):
@@ -177,7 +190,3 @@ def _database_unavailable(error):
 def _close_database(exc):
     if not database.is_closed():
         database.close()
-
-
-def _swagger_asset(filename):
-    return send_from_directory(swagger_ui_path, filename)

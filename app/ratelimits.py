@@ -30,7 +30,7 @@ everyone out.
 import math
 import time
 
-from flask import current_app, g, request
+from flask import current_app, g
 from flask_limiter import ApplicationLimit, Limiter, RateLimitExceeded
 from limits import parse_many
 from limits.errors import ConfigurationError as LimitsConfigurationError
@@ -103,8 +103,7 @@ def describe(config):
 
 
 def _needs_no_key():
-    view = current_app.view_functions.get(request.endpoint)
-    return not getattr(view, "requires_api_key", False)
+    return not request_context.route_requires_key()
 
 
 def _failed_authentication(response):

@@ -12,12 +12,14 @@
   PROXY_COUNT the header is never read, so a client cannot pick the address
   the rate limits and METRICS_ALLOW see.
 - **Start time**: a monotonic clock reading for the duration in logs and metrics.
+- **Whether its route needs a key**: the matched view carries `requires_api_key`
+  (app/auth.py); the rate limits and the cache headers ask.
 """
 import re
 import time
 import uuid
 
-from flask import g, has_request_context, request
+from flask import current_app, g, has_request_context, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .db.handle import ConfigurationError  # not .db: app.db imports this module
@@ -37,6 +39,12 @@ def client_address():
 
 def started():
     return g.get("request_started", time.monotonic())
+
+
+def route_requires_key():
+    """False also when no route matched (404, 405)."""
+    view = current_app.view_functions.get(request.endpoint)
+    return getattr(view, "requires_api_key", False)
 
 
 def init_app(app):

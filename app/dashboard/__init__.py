@@ -11,29 +11,36 @@ A superuser's browser renders names that tenants wrote (models, error
 classes) while it holds a superuser key: the page writes every value as text
 (never as HTML), and these headers keep a value that slipped through from
 running anything: no inline script, no script or connection but this
-origin's, no framing. Plotly's own style rules come from a stylesheet of
-this package (see static/plotly-rules.css), so styles need no
-'unsafe-inline' either.
+origin's, no framing (on its 404s and 405s too). Plotly's own style rules
+come from a stylesheet of this package (see static/plotly-rules.css), so
+styles need no 'unsafe-inline' either.
 """
 import importlib.util
 from pathlib import Path
 
-from flask import Blueprint, render_template, send_from_directory
+from flask import Blueprint, render_template, request, send_from_directory
 
 blp = Blueprint("dashboard", __name__, url_prefix="/dashboard",
                 template_folder="templates", static_folder="static")
 
-CONTENT_SECURITY_POLICY = "; ".join((
-    "default-src 'self'",
-    "script-src 'self'",
-    "style-src 'self'",
-    "img-src 'self'",
-    "connect-src 'self'",
-    "object-src 'none'",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-))
+POLICY_DIRECTIVES = {
+    "default-src": "'self'",
+    "script-src": "'self'",
+    "style-src": "'self'",
+    "img-src": "'self'",
+    "connect-src": "'self'",
+    "object-src": "'none'",
+    "base-uri": "'none'",
+    "form-action": "'none'",
+    "frame-ancestors": "'none'",
+}
+
+
+def policy_text(directives):
+    return "; ".join(f"{name} {sources}" for name, sources in directives.items())
+
+
+CONTENT_SECURITY_POLICY = policy_text(POLICY_DIRECTIVES)
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -52,9 +59,12 @@ def _plotly_folder():
 PLOTLY_FOLDER = _plotly_folder()
 
 
-@blp.after_request
+# For the whole app: a blueprint's own after_request would miss the 404s and
+# 405s of /dashboard/… paths, which no route of the blueprint matched.
+@blp.after_app_request
 def secure(response):
-    response.headers.update(SECURITY_HEADERS)
+    if request.path == blp.url_prefix or request.path.startswith(blp.url_prefix + "/"):
+        response.headers.update(SECURITY_HEADERS)
     return response
 
 
