@@ -1,4 +1,4 @@
-"""Peewee models of the three tables. The schema itself is created by the
+"""Peewee models of the tables. The schema itself is created by the
 migrations in `migrations/`, never by `create_tables`.
 
 Two storage decisions make both engines give the same, exact answers:
@@ -21,6 +21,7 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
+    TextField,
     UUIDField,
 )
 
@@ -76,11 +77,36 @@ class ApiKey(BaseModel):
     key_id = CharField(max_length=32, primary_key=True)
     tenant = ForeignKeyField(Tenant, column_name="tenant_id", backref="keys")
     name = CharField(max_length=255)
-    is_superuser = BooleanField(default=False)
+    is_superuser = BooleanField(default=False)  # may reach every tenant (app/scopes.py)
+    scopes_text = CharField(max_length=255, column_name="scopes")  # app/scopes.py stored()
     secret_sha256 = CharField(max_length=64)
     created_at = UtcDateTimeField(default=utcnow)
+    expires_at = UtcDateTimeField(null=True)
     revoked_at = UtcDateTimeField(null=True)
     last_used_at = UtcDateTimeField(null=True)
+    replaced_by = CharField(max_length=32, null=True)  # the key a rotation made
+
+    @property
+    def scopes(self):
+        return self.scopes_text.split()
+
+    def expired(self, now):
+        return self.expires_at is not None and self.expires_at <= now
+
+
+class AuditEvent(BaseModel):
+    """One administrative action (app/audit.py)."""
+
+    id = BigAutoField()
+    at = UtcDateTimeField()
+    actor = CharField(max_length=32)  # a key id, or 'cli'
+    request_id = CharField(max_length=128, null=True)
+    action = CharField(max_length=64)
+    target = CharField(max_length=255)
+    details = TextField()  # a JSON object
+
+    class Meta:
+        table_name = "audit_event"
 
 
 class LlmCall(BaseModel):
@@ -140,3 +166,11 @@ class UsageRollupState(BaseModel):
 
     class Meta:
         table_name = "usage_rollup_state"
+
+
+def page_of(query, page, page_size):
+    """(the rows of 1-based `page` of `query`, the total count)."""
+    total = query.count()
+    if (page - 1) * page_size >= total:
+        return [], total  # past the end; also keeps huge page numbers out of SQL
+    return list(query.paginate(page, page_size)), total
