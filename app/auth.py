@@ -1,12 +1,14 @@
-"""The API-key guard: `@require_api_key` and `@require_superuser`.
+"""The API-key guard: `@require_api_key` and `@require_scope(scope)`.
 
 A key is read from `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-Missing, malformed, unknown or revoked keys get 401 with a
-`WWW-Authenticate` challenge; a tenant key on a superuser route gets 403.
-The authenticated key is `flask.g.api_key`. Failures are counted in the
-metrics, and limited per client address (app/ratelimits.py, which finds the
-guarded routes by their `requires_api_key`).
+Missing, malformed, unknown, revoked or expired keys get 401 with a
+`WWW-Authenticate` challenge (an expired key is told so); a key without the
+route's scope gets 403 naming the scope (app/scopes.py says what each
+allows). The authenticated key is `flask.g.api_key`. Failures are counted in
+the metrics, and limited per client address (app/ratelimits.py, which finds
+the guarded routes by their `requires_api_key`).
 """
+from copy import deepcopy
 from functools import wraps
 
 from flask import g, request
@@ -42,6 +44,7 @@ def presented_key():
 
 
 def require_api_key(view):
+    """Any live key."""
     @wraps(view)
     def guarded(*args, **kwargs):
         key = presented_key()
@@ -49,23 +52,31 @@ def require_api_key(view):
             metrics.AUTH_FAILURES.labels("missing").inc()
             abort(401, message="An API key is required (Authorization: Bearer <key> or X-API-Key).",
                   headers=CHALLENGE)
-        api_key = accounts.authenticate(key)
-        if api_key is None:
-            metrics.AUTH_FAILURES.labels("invalid").inc()
-            abort(401, message="The API key is unknown or revoked.",
+        try:
+            g.api_key = accounts.authenticate(key)
+        except accounts.KeyRefused as refused:
+            metrics.AUTH_FAILURES.labels(refused.reason).inc()
+            abort(401, message=str(refused),
                   headers={"WWW-Authenticate": CHALLENGE["WWW-Authenticate"] + ', error="invalid_token"'})
-        g.api_key = api_key
         return view(*args, **kwargs)
 
     guarded.requires_api_key = True
     return guarded
 
 
-def require_superuser(view):
-    @wraps(view)
-    def guarded(*args, **kwargs):
-        if not g.api_key.is_superuser:
-            abort(403, message="This operation needs a superuser key.")
-        return view(*args, **kwargs)
+def require_scope(scope):
+    """A live key holding `scope`. The OpenAPI description of the route says
+    which (`Blueprint` reads `required_scope` from the view's doc info)."""
+    def decorator(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            if scope not in g.api_key.scopes:
+                abort(403, message=f"This operation needs the scope '{scope}'; this key has "
+                                   f"{', '.join(g.api_key.scopes)}.")
+            return view(*args, **kwargs)
 
-    return require_api_key(guarded)
+        # wraps() shared the inner view's doc info: this route's is its own.
+        guarded._apidoc = {**deepcopy(getattr(view, "_apidoc", {})), "required_scope": scope}
+        return require_api_key(guarded)
+
+    return decorator

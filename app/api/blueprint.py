@@ -20,13 +20,14 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.routing import BaseConverter
 
-from .. import accounts, keys, request_context
+from .. import accounts, keys, request_context, scopes
 from ..records import InvalidJSON, parse_json
 
 ERROR_DESCRIPTIONS = {
     400: "The body is not valid JSON.",
-    401: "Missing, unknown or revoked API key (see the WWW-Authenticate header).",
-    403: "The key may not do this (a superuser key is needed, or another tenant's data).",
+    401: "Missing, unknown, revoked or expired API key (see the WWW-Authenticate header).",
+    403: "The key lacks the scope this operation needs (the message names it), or wrote for "
+         "another tenant.",
     404: "Not found.",
     409: "Conflicts with what exists.",
     413: "The body exceeds the size limit (MAX_CONTENT_LENGTH).",
@@ -93,6 +94,23 @@ class ExactJSONParser(FlaskParser):
 class Blueprint(SmorestBlueprint):
     ARGUMENTS_PARSER = ExactJSONParser()
     PAGINATION_ARGUMENTS_PARSER = ExactJSONParser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(self._document_scope)
+
+    @staticmethod
+    def _document_scope(doc, doc_info, **kwargs):
+        """The scope `auth.require_scope` enforces, said in the operation's
+        description and as `x-required-scope`: written from the same value,
+        so the contract cannot drift from what is enforced."""
+        scope = doc_info.get("required_scope")
+        if scope:
+            manual = doc_info.setdefault("manual_doc", {})
+            manual["description"] = (f"{manual.get('description', '')}\n\n**Scope:** `{scope}`: "
+                                     f"{scopes.SCOPES[scope]}.").lstrip()
+            doc["x-required-scope"] = scope
+        return doc
 
     def errors(self, *codes, **descriptions):
         """Document error responses: `@blp.errors(401, 403, e404="Unknown tenant.")`."""

@@ -4,7 +4,8 @@ from flask_smorest import abort
 from marshmallow import Schema, fields, validate
 
 from .. import ingest, metrics
-from ..auth import require_api_key
+from ..auth import require_scope
+from ..scopes import CALLS_WRITE
 from .blueprint import Blueprint
 from ..records import CallRecordSchema
 
@@ -39,7 +40,7 @@ class IngestResultSchema(Schema):
                      "retrying a batch stores nothing new, even concurrently. A tenant key "
                      "writes for its own tenant (`tenant_id` optional); a superuser key for "
                      "any existing tenant (`tenant_id` required on every record).")
-@require_api_key
+@require_scope(CALLS_WRITE)
 @blp.arguments(CallBatchSchema)
 @blp.response(201, IngestResultSchema)
 @blp.errors(400, 401, 413, 415, 429, 503,

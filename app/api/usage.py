@@ -4,7 +4,8 @@ import re
 from flask import current_app, g
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from ..auth import require_api_key, require_superuser
+from ..auth import require_scope
+from ..scopes import ALL_READ, USAGE_READ
 from . import representations
 from .blueprint import Blueprint
 from ..records import UtcDateTime
@@ -180,7 +181,7 @@ def _usage_csv(window, stats_list):
                      "`by_operation` and `by_model` are sorted by cost descending, then name. An "
                      "empty window gives zeros and empty lists. `Accept: text/csv` gives one CSV "
                      "row; an `If-None-Match` with the current ETag gives 304.")
-@require_api_key
+@require_scope(USAGE_READ)
 @blp.etag
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
@@ -198,17 +199,17 @@ def tenant_usage(args):
 
 @blp.route("/all")
 @blp.doc(operationId="getAllUsage",
-         summary="Usage statistics of every tenant and the grand total (superuser)",
+         summary="Usage statistics of every tenant and the grand total",
          description="One statistics object per tenant with at least one call in the "
                      "half-open window [`from`, `to`), sorted by tenant_id, and `total` over "
                      "all of them with `tenant_id: null`. Same rules as `GET /v1/usage`; as "
                      "CSV, one row per tenant and a last row with an empty tenant_id for the total.")
-@require_superuser
+@require_scope(ALL_READ)
 @blp.etag
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, AllUsageSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503, e403="The key is not a superuser key.")
+@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.")
 def all_usage(args):
     window = _window(args)
     tenants, total = current_app.extensions["usage_repository"].all_usage(window, args["percentiles"])
