@@ -7,6 +7,7 @@ PostgreSQL runs are skipped, unless REQUIRE_POSTGRES=1 (as in CI), which turns
 the skip into a failure. The schema always comes from the migrations.
 """
 import contextlib
+import datetime as dt
 import os
 import socket
 import sqlite3
@@ -21,6 +22,8 @@ import psycopg
 import pytest
 
 from app import accounts, create_app
+from app.keys import new_key, secret_digest
+from app.models import Tenant
 from app.db import database
 from app.migrate import upgrade
 
@@ -95,9 +98,22 @@ class Keys:
             accounts.create_tenant(tenant_id, allows_superusers=allows_superusers)
         return tenant_id
 
-    def key(self, tenant_id, superuser=False, name="test"):
+    def key(self, tenant_id, superuser=None, name="test", scopes=None, expires_at=None):
         with self.app.app_context():
-            return accounts.create_key(tenant_id, name, superuser)[1]
+            return accounts.create_key(tenant_id, name, superuser, scopes, expires_at)[1]
+
+    def tenant_and_key_before_scopes(self, tenant_id, superuser=False):
+        """A tenant and its key as the code before migration 009 stored them
+        (no scopes, no expiry, no audit event), for tests that start from an
+        older schema. Returns the key string."""
+        key_id, secret, key_string = new_key()
+        with self.app.app_context():
+            Tenant.create(tenant_id=tenant_id, name=tenant_id, allows_superusers=superuser)
+            database.execute_sql(
+                "INSERT INTO api_key (key_id, tenant_id, name, is_superuser, secret_sha256, created_at) "
+                "VALUES (%s, %s, 'test', %s, %s, %s)".replace("%s", database.param),
+                (key_id, tenant_id, superuser, secret_digest(secret), dt.datetime(2026, 1, 1)))
+        return key_string
 
 
 @pytest.fixture

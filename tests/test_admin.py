@@ -57,12 +57,14 @@ def test_create_list_and_revoke_keys(client, admin):
     response = client.post("/v1/tenants/acme/keys", headers=auth(admin), json={"name": "dashboard"})
     assert response.status_code == 201
     created = response.get_json()
-    assert set(created) == {"key_id", "name", "tenant_id", "is_superuser", "created_at", "key"}
+    assert set(created) == {"key_id", "name", "tenant_id", "is_superuser", "scopes", "created_at",
+                            "expires_at", "key"}
     assert created["key"].startswith(f"usk_{created['key_id']}_")
     assert (created["tenant_id"], created["is_superuser"]) == ("acme", False)
 
     me = client.get("/v1/me", headers=auth(created["key"])).get_json()
-    assert me == {"tenant_id": "acme", "key_id": created["key_id"], "name": "dashboard", "is_superuser": False}
+    assert me == {"tenant_id": "acme", "key_id": created["key_id"], "name": "dashboard", "is_superuser": False,
+                  "scopes": ["usage:read", "calls:write"], "expires_at": None}
 
     listing = client.get("/v1/tenants/acme/keys", headers=auth(admin))
     [listed] = listing.get_json()
