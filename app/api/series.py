@@ -12,8 +12,9 @@ from webargs.fields import DelimitedList
 
 from .. import buckets
 from ..accounts import TENANT_ID_PATTERN
-from ..auth import require_api_key, require_superuser
+from ..auth import require_scope
 from ..records import OPERATION_PATTERN, Text, WholeMatch
+from ..scopes import ALL_READ, USAGE_READ
 from ..statistics import DIMENSIONS
 from . import representations
 from .blueprint import Blueprint
@@ -147,7 +148,9 @@ def _series_csv(args, rendered, scope):
     header = ["bucket_start", "bucket_end", *group_by, *representations.STATS_HEADER]
     rows = [[bucket["start"], bucket["end"], *(group[d] for d in group_by), *representations.stats_cells(group)]
             for bucket in rendered for group in bucket["groups"]]
-    filename = (f"usage-series_{scope}_{args['bucket']}_{representations.stamp(args['from_'])}_"
+    # The grouping is in the name: downloads grouped by operation and by model differ.
+    grouping = "".join(f"_by-{dimension}" for dimension in group_by)
+    filename = (f"usage-series_{scope}_{args['bucket']}{grouping}_{representations.stamp(args['from_'])}_"
                 f"{representations.stamp(args['to'])}.csv")
     return representations.csv_response(blp, header, rows, filename)
 
@@ -156,7 +159,7 @@ def _series_csv(args, rendered, scope):
 @blp.doc(operationId="getTenantUsageSeries", summary="Usage over time of the caller's tenant",
          description="The key's own tenant, bucketed by `bucket` on the calendar of `tz` and "
                      "grouped by `group_by`. " + SERIES_RULES)
-@require_api_key
+@require_scope(USAGE_READ)
 @blp.etag
 @blp.arguments(TenantSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
@@ -167,14 +170,14 @@ def tenant_series(args):
 
 
 @blp.route("/all/series")
-@blp.doc(operationId="getAllUsageSeries", summary="Usage over time of every tenant (superuser)",
+@blp.doc(operationId="getAllUsageSeries", summary="Usage over time of every tenant",
          description="Every tenant together, or those of `tenant_id`; `tenant_id` is also a "
                      "`group_by` dimension. " + SERIES_RULES)
-@require_superuser
+@require_scope(ALL_READ)
 @blp.etag
 @blp.arguments(AllSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, SeriesSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503, e403="The key is not a superuser key.")
+@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.")
 def all_series(args):
     return _series(args, None, "all")
