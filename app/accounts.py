@@ -120,10 +120,9 @@ def create_key(tenant_id, name, is_superuser=None, scopes=None, expires_at=None)
         tenant = get_tenant(tenant_id)
         if is_superuser and not tenant.allows_superusers:
             raise SuperuserNotAllowed(
-                f"Tenant {tenant_id!r} does not allow superuser keys (nor the scopes "
-                f"{', '.join(sorted(scopes_module.CROSS_TENANT))}, which need one): only a tenant "
-                "created with `allows_superusers: true` (CLI: `tenants create --allow-superusers`) "
-                "may hold them."
+                f"Tenant {tenant_id!r} does not allow superuser keys, which the scopes all:read "
+                "and admin need: only a tenant created with `allows_superusers: true` (CLI: "
+                "`tenants create --allow-superusers`) may hold them."
             )
         api_key, key_string = _new_key(tenant, name, is_superuser, scope_names, expires_at)
         audit.record("key.create", f"key:{api_key.key_id}", **_described(api_key))

@@ -9,6 +9,7 @@ the action, its target (`tenant:<id>`, `key:<id>`) and details of what was
 set — never a secret: key strings and their digests are not details.
 Refused attempts (a 403, a 409, a 422) change nothing and are not events.
 """
+import datetime as dt
 import json
 
 from flask import g, has_request_context
@@ -35,8 +36,15 @@ def record(action, target, **details):
         request_id=request_context.current_id(),
         action=action,
         target=target,
-        details=json.dumps(details, sort_keys=True, default=str),
+        details=json.dumps(details, sort_keys=True, default=_rfc3339),
     )
+
+
+def _rfc3339(value):
+    """Timestamps in details as everywhere else in the API."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a detail the audit log keeps")
 
 
 def page(page_number, page_size):

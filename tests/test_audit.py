@@ -61,6 +61,9 @@ def test_each_action_is_recorded_with_actor_request_and_target(client, admin):
         "tenant_id": "acme", "name": "dash", "is_superuser": False, "scopes": ["usage:read"], "expires_at": None}
     assert by_action["key.rotate"]["details"]["replaced_by"] == rotated["key_id"]
     assert by_action["key.rotate"]["details"]["grace_seconds"] == 60
+    ends = dt.datetime.fromisoformat(by_action["key.rotate"]["details"]["old_expires_at"])
+    grace = ends - dt.datetime.fromisoformat(by_action["key.rotate"]["at"])  # from the rotation's own clock
+    assert dt.timedelta(seconds=59) < grace <= dt.timedelta(seconds=60)
     assert by_action["key.revoke"]["details"]["already_revoked"] is False
     text = events(client, admin).get_data(as_text=True)
     for key in (created["key"], rotated["key"], admin):  # never a secret, nor its digest
