@@ -3,7 +3,7 @@
 A throwaway SQLite database gets the README's tenants and the shipped sample
 (examples/calls.jsonl, November 2026); gunicorn serves it on a free port;
 Debian's Chromium (Selenium, Debian's chromedriver) signs in with a
-superuser key and photographs the whole page at 1280 px, the window set to
+read-only key for every tenant (`all:read`) and photographs the whole page at 1280 px, the window set to
 November 2026 in UTC, so the picture is the same whatever today's date.
 Needs the test extra (`make install`) and `apt-get install chromium chromium-driver`.
 """
@@ -33,7 +33,7 @@ def seeded_database(folder):
         for tenant_id in ("acme", "globex", "initech"):
             accounts.create_tenant(tenant_id)
         accounts.create_tenant("ops", "Operators", allows_superusers=True)
-        key = accounts.create_key("ops", "admin", True)[1]
+        key = accounts.create_key("ops", "dashboard", scopes=["all:read"])[1]  # read-only, as advised
         with open(ROOT / "examples" / "calls.jsonl", encoding="utf-8") as lines:
             ingest.import_jsonl(lines, app.extensions["usage_repository"])
     return url, key

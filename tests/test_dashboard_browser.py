@@ -94,7 +94,9 @@ def site(request, driver, tmp_path_factory):
     records = seed_records(today)
     store(app, records)
     with gunicorn(url, workers=2) as base:
-        yield Site(app, base, {"acme": keys.key("acme"), "admin": keys.key("ops", superuser=True)}, records)
+        yield Site(app, base, {"acme": keys.key("acme"), "admin": keys.key("ops", superuser=True),
+                               "reader": keys.key("ops", scopes=["all:read"]),
+                               "writer": keys.key("ops", superuser=True, scopes=["calls:write"])}, records)
     if hasattr(database.obj, "close_all"):
         database.obj.close_all()
 
@@ -206,6 +208,30 @@ def test_a_superuser_sees_every_tenant_and_picks_one(driver, site):
     assert "tenant=globex" in driver.current_url
     calls, _ = plotted(driver, "calls")
     assert sum(calls["y"]) == globex["total_calls"] == 3
+
+
+def test_a_read_only_key_sees_every_tenant_without_a_warning(driver, site):
+    sign_in(driver, site.base, site.keys["reader"], "?window=7d&group_by=tenant_id")
+    start, end = page_window(driver)
+    assert table(driver, "table-tenants") == rows(
+        [expected_stats(site.records, t, start, end) for t in ("acme", "globex")], "tenant_id")
+    assert "every tenant (all:read)" in find(driver, "#who").text
+    assert not find(driver, "#key-warning").is_displayed()
+
+
+def test_a_key_that_can_write_gets_a_warning_and_one_that_cannot_read_is_refused(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d")
+    warning = find(driver, "#key-warning")
+    assert warning.is_displayed()
+    assert "record calls (calls:write) and administer tenants and keys (admin)" in warning.text
+    assert "--scope all:read" in warning.text
+    open_signed_out(driver, f"{site.base}/dashboard")
+    find(driver, "#api-key").send_keys(site.keys["writer"] + Key.ENTER)
+    wait(driver, lambda d: find(d, "#sign-in-error").text, "no message for a key that cannot read")
+    assert find(driver, "#sign-in-error").text == (
+        "This key cannot read statistics (its scopes: calls:write): the dashboard needs a key with "
+        "usage:read or all:read.")
+    assert stored_key(driver) is None and not find(driver, "#view").is_displayed()
 
 
 def test_changing_the_time_zone_moves_the_daily_buckets_as_the_api_says(driver, site):
@@ -359,7 +385,8 @@ def test_download_csv_saves_the_apis_csv(driver, site):
     expected = api(site, "/v1/usage/all/series", site.keys["admin"], accept="text/csv", bucket="day", tz="UTC",
                    group_by="operation", percentiles="approximate", **params)
     assert expected.count("\n") > 3
-    assert downloaded(driver, f"usage-series_all_day_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}.csv") == expected
+    name = f"usage-series_all_day_by-operation_{start:%Y%m%dT%H%M%SZ}_{end:%Y%m%dT%H%M%SZ}.csv"
+    assert downloaded(driver, name) == expected
 
 
 def test_keyboard_labels_and_a_narrow_screen(driver, site):

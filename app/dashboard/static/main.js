@@ -1,8 +1,10 @@
 // The dashboard: sign-in, the controls, and one load of the view's answers.
 //
 // Everything comes from the public API with the pasted key: /v1/me decides
-// the view (a tenant key sees its tenant, a superuser key every tenant),
-// /v1/usage or /v1/usage/all the totals, the series routes the charts.
+// the view (a key with the scope all:read sees every tenant, one with
+// usage:read its own tenant), /v1/usage or /v1/usage/all the totals, the
+// series routes the charts. A dashboard needs nothing more: a key that can
+// also write calls or administer is accepted, with a warning.
 
 import {Api, ApiError, SignedOut} from "./api.js";
 import {DIMENSION_NAMES, drawCharts} from "./charts.js";
@@ -15,8 +17,14 @@ const $ = (selector) => document.querySelector(selector);
 const charts = {cost: $("#chart-cost"), calls: $("#chart-calls"), duration: $("#chart-duration"),
   tokens: $("#chart-tokens")};
 
+const READ_SCOPES = ["all:read", "usage:read"];
+// Scopes a dashboard never needs, in the words of the warning it shows for them.
+const WRITE_SCOPES = {"calls:write": "record calls (calls:write)",
+  "admin": "administer tenants and keys (admin)"};
+
 let api = null;
 let me = null;
+let everyTenant = false;  // the key has all:read: the all-tenants view
 let view = readView(location.search);
 let timer = null;
 let loads = 0;         // the latest load; an older one that ends later is dropped
@@ -33,15 +41,18 @@ function showSignIn(message) {
 }
 
 function showView() {
-  const superuser = me.is_superuser;
+  everyTenant = me.scopes.includes("all:read");
   $("#who").textContent = `${me.tenant_id} · key “${me.name}” · ` +
-    (superuser ? "superuser: every tenant" : "tenant key");
+    (everyTenant ? "every tenant" : "own tenant") + ` (${me.scopes.join(", ")})`;
+  const extra = me.scopes.filter((scope) => scope in WRITE_SCOPES).map((scope) => WRITE_SCOPES[scope]);
+  $("#key-warning").hidden = extra.length === 0;
+  $("#key-warning-scopes").textContent = extra.join(" and ");
   const tenantOption = $('#group-by option[value="tenant_id"]');
-  tenantOption.hidden = tenantOption.disabled = !superuser;
-  if (!superuser && view.group_by === "tenant_id") view.group_by = "model";
+  tenantOption.hidden = tenantOption.disabled = !everyTenant;
+  if (!everyTenant && view.group_by === "tenant_id") view.group_by = "model";
   writeView(view);
-  $("#tenant-control").hidden = !superuser;
-  $("#tenants-block").hidden = !superuser;
+  $("#tenant-control").hidden = !everyTenant;
+  $("#tenants-block").hidden = !everyTenant;
   $("#sign-in").hidden = true;
   $("#signed-in").hidden = false;
   $("#view").hidden = false;
@@ -55,6 +66,13 @@ async function signIn(key) {
   } catch (error) {
     sessionStorage.removeItem(KEY_STORAGE);
     showSignIn(error.message);
+    return;
+  }
+  if (!me.scopes.some((scope) => READ_SCOPES.includes(scope))) {
+    sessionStorage.removeItem(KEY_STORAGE);
+    showSignIn(`This key cannot read statistics (its scopes: ${me.scopes.join(", ")}): ` +
+      "the dashboard needs a key with usage:read or all:read.");
+    me = null;
     return;
   }
   api = candidate;
@@ -116,7 +134,7 @@ function setTenantOptions(tenantIds, selected) {
 function requestsFor(window) {
   const span = {from: isoUtc(window.from), to: isoUtc(window.to)};
   const series = {...span, bucket: view.bucket, tz: view.tz};
-  if (!me.is_superuser) {
+  if (!everyTenant) {
     return {totals: ["/v1/usage", span], series: ["/v1/usage/series", series],
       grouped: ["/v1/usage/series", {...series, group_by: view.group_by}]};
   }
@@ -196,7 +214,7 @@ async function load() {
 function render(answers, fallback) {
   const totals = answers.totals.body;
   let stats = totals;  // whose breakdowns fill the operation and model tables
-  if (me.is_superuser) {
+  if (everyTenant) {
     setTenantOptions(totals.tenants.map((tenant) => tenant.tenant_id), view.tenant);
     stats = view.tenant ? totals.tenants.find((tenant) => tenant.tenant_id === view.tenant) : totals.total;
     renderTable($("#table-tenants"), columnsFor("tenant_id", "Tenant"),
