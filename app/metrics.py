@@ -46,8 +46,8 @@ CALLS_INGESTED = Counter(
     "usage_calls_ingested", "Call records stored (created) or skipped as already stored (duplicate) "
     "by POST /v1/usage/calls, by tenant.", ["tenant", "result"])
 AUTH_FAILURES = Counter(
-    "usage_auth_failures", "Requests refused 401: no key (missing) or a key that is malformed, "
-    "unknown or revoked (invalid).", ["reason"])
+    "usage_auth_failures", "Requests refused 401: no key (missing), a key that is malformed, "
+    "unknown or revoked (invalid), or one past its expiry (expired).", ["reason"])
 RATE_LIMITED = Counter(
     "usage_rate_limited", "Requests refused 429, by limit: auth_failures (per client address) "
     "or per_key.", ["limit"])
