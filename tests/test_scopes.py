@@ -135,6 +135,12 @@ def expire(key, moment):
     ApiKey.update(expires_at=moment).where(ApiKey.key_id == key_id(key)).execute()
 
 
+def expired_refusals(client):
+    text = client.get("/metrics").get_data(as_text=True)
+    found = re.search(r'^usage_auth_failures_total\{reason="expired"\} (\S+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
 def test_an_expired_key_is_refused_saying_so(app, client, ops):
     expires_at = dt.datetime.now(UTC) + dt.timedelta(days=90)
     created = call(client, "post", "/v1/tenants/acme/keys", ops.key("ops", superuser=True),
@@ -144,8 +150,10 @@ def test_an_expired_key_is_refused_saying_so(app, client, ops):
     assert call(client, "get", "/v1/me", key).get_json()["expires_at"] == expires_at.isoformat()
     with app.app_context():  # the day comes
         expire(key, dt.datetime(2026, 3, 1, tzinfo=UTC))
+    counted = expired_refusals(client)
     response = call(client, "get", "/v1/usage", key)
     assert response.status_code == 401
+    assert expired_refusals(client) == counted + 1
     assert response.get_json()["message"] == "The API key expired at 2026-03-01T00:00:00+00:00."
     assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
 
