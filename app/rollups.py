@@ -26,6 +26,16 @@ So 30 days from now are 29 daily cells (or some days and a month) and two
 part-days of raw rows; a day in Asia/Kolkata (+05:30) or Europe/Berlin, which
 holds no whole UTC day, is raw rows alone, as with percentiles=exact; every
 number except the percentiles is then exactly what the raw rows give.
+
+Cells lie in [BEGINNING, END_OF_TIME): December 9999 has no following month
+to end its cell, and nothing here steps past END_OF_TIME (`following` stops
+there). Every path's cost follows the data present, never the calendar: the
+months a read lists lie between the first and the last month holding cells,
+and `rollups rebuild|verify` visit only the months holding calls or cells.
+So one call dated 9999-12-31 or 0001-01-01 can neither fail every tenant's
+answers nor make them walk 120,000 months. Ingestion refuses such calls
+(app/timestamp_range.py); `rollups verify` reports any that an older version
+stored past END_OF_TIME, which approximate answers of open windows leave out.
 """
 import datetime as dt
 from dataclasses import dataclass
@@ -56,15 +66,18 @@ def floor(moment, grain):
 
 
 def following(start, grain):
-    """The start of the cell after the one starting at `start`."""
+    """The start of the cell after the one starting at `start`, at most
+    END_OF_TIME: no cell starts there or later."""
+    if start >= END_OF_TIME:
+        return END_OF_TIME
     if grain == "day":
         return start + dt.timedelta(days=1)
-    return (start + dt.timedelta(days=32)).replace(day=1)
+    return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
 
 def starts_between(lo, hi, grain):
     """The starts of the cells of `grain` in [lo, hi), `lo` a cell start."""
-    starts = []
+    starts, hi = [], min(hi, END_OF_TIME)
     while lo < hi:
         starts.append(lo)
         lo = following(lo, grain)
@@ -91,11 +104,12 @@ def cover(start, end):
     Open ends (None) are the beginning and the end of time. Each level takes
     the whole cells of its grain inside what the finer levels left: raw rows
     up to the first whole day, days up to the first whole month, and the
-    same backwards from `end`.
+    same backwards from `end`. Cells end at END_OF_TIME: a later `end` is
+    read from raw rows beyond it.
     """
     lo, hi = start or BEGINNING, end or END_OF_TIME
     finest, coarsest = GRAINS[0], GRAINS[-1]
-    inner_lo, inner_hi = ceil(lo, finest), floor(hi, finest)
+    inner_lo, inner_hi = ceil(lo, finest), floor(min(hi, END_OF_TIME), finest)
     if inner_lo >= inner_hi:  # no whole cell inside
         return Cover((), ((lo, hi),))
     cells, raw = [], [(a, b) for a, b in ((lo, inner_lo), (inner_hi, hi)) if a < b]

@@ -11,7 +11,7 @@ What a cell is and how a window is covered: `app/rollups.py`.
 """
 from .keep import add, cells_of
 from .read import RollupsNotBuilt, approximate, reads_cells
-from .rebuild import differences, mark_rebuilt, months_to_rebuild, rebuild_month
+from .rebuild import calls_past_end_of_time, differences, mark_rebuilt, months_to_rebuild, rebuild_month
 
-__all__ = ["RollupsNotBuilt", "add", "approximate", "cells_of", "differences", "mark_rebuilt",
-           "months_to_rebuild", "reads_cells", "rebuild_month"]
+__all__ = ["RollupsNotBuilt", "add", "approximate", "calls_past_end_of_time", "cells_of", "differences",
+           "mark_rebuilt", "months_to_rebuild", "reads_cells", "rebuild_month"]

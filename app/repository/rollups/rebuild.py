@@ -1,9 +1,10 @@
 """Recomputing cells from llm_call: `rollups rebuild` and `rollups verify`."""
-from peewee import PostgresqlDatabase, fn
+from peewee import PostgresqlDatabase, Select
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import TENANT_MONTH, CellBuilder, CellNumbers, CellTable, following, merged, starts_between
+from ...rollups import (BEGINNING, CELL_GRAINS, END_OF_TIME, TENANT_MONTH, CellBuilder, CellNumbers, CellTable,
+                        following, merged)
 from ...rollups import floor as rollup_floor
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells
 
@@ -14,15 +15,43 @@ def mark_rebuilt():
 
 
 def months_to_rebuild():
-    """The UTC months holding calls or cells, oldest first (as their first instants)."""
-    ends = [LlmCall.timestamp.python_value(moment)
-            for model, column in ((LlmCall, LlmCall.timestamp), (UsageRollup, UsageRollup.cell_start))
-            for moment in model.select(fn.MIN(column), fn.MAX(column)).scalar(as_tuple=True)
-            if moment is not None]
-    if not ends:
-        return []
-    return starts_between(rollup_floor(min(ends), "month"), following(rollup_floor(max(ends), "month"), "month"),
-                          "month")
+    """The UTC months holding calls or cells, oldest first (as their first
+    instants), before END_OF_TIME.
+
+    A loose index scan: one statement per month found, each the first call
+    and the first cell of every grain at or after the month following the
+    last one found (an index descent each: llm_call_time_stats and
+    usage_rollup's unique key). Listing every month between the first and
+    the last instant instead walked 120,000 empty months for two calls dated
+    0001-01-01 and 9999-11-30.
+    """
+    months, after = [], BEGINNING
+    while after < END_OF_TIME:
+        firsts = [LlmCall.timestamp.python_value(moment) for moment
+                  in database.execute(_firsts_at_or_after(after)).fetchone() if moment is not None]
+        if not firsts:
+            break
+        months.append(rollup_floor(min(firsts), "month"))
+        after = following(months[-1], "month")
+    return months
+
+
+def _firsts_at_or_after(moment):
+    """SELECT the first call's timestamp and each grain's first cell start
+    in [moment, END_OF_TIME), NULL where there is none: ORDER BY ... LIMIT 1,
+    one index descent each on both engines."""
+    def first(column, *where):
+        in_domain = (column >= moment) & (column < END_OF_TIME)
+        return column.model.select(column).where(in_domain, *where).order_by(column).limit(1)
+    firsts = [first(LlmCall.timestamp)]
+    firsts += [first(UsageRollup.cell_start, UsageRollup.grain == grain) for grain in CELL_GRAINS]
+    return Select(columns=firsts).bind(database)
+
+
+def calls_past_end_of_time():
+    """How many calls lie at or after END_OF_TIME, where no cell holds them:
+    only an older version, which accepted any timestamp, could store them."""
+    return LlmCall.select().where(LlmCall.timestamp >= END_OF_TIME).count()
 
 
 def recomputed(month):
