@@ -13,7 +13,8 @@ does not exist. Behind a reverse proxy set PROXY_COUNT, or every client
 would have the proxy's (loopback) address (request_context.py).
 
 All counters count requests since the workers started; Prometheus's rate()
-and increase() take restarts in their stride.
+and increase() take restarts in their stride. The webhook gauges are read
+from the database at each scrape (`WebhookStates`).
 
 Every label has a bounded set of values, so that no client can grow the
 exposition (each new value is a new series in every scrape): `route` is the
@@ -26,13 +27,16 @@ import os
 import time
 
 from flask import Response, abort, current_app, request
+from peewee import DatabaseError, InterfaceError, fn
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Histogram,
                                generate_latest)
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from werkzeug.http import HTTP_STATUS_CODES
 
 from . import request_context
 from .db.handle import ConfigurationError
+from .models import WebhookDelivery, WebhookEndpoint
 
 REQUESTS = Counter(
     "usage_http_requests", "Requests answered, by route template, method and status.",
@@ -54,6 +58,39 @@ RATE_LIMITED = Counter(
 DATABASE_ERRORS = Counter(
     "usage_database_errors", "Requests answered 503 because of the database, by kind: timeout "
     "(a time limit or lock wait ran out) or error (refused, lost, missing).", ["kind"])
+
+
+class WebhookStates:
+    """Webhook deliveries by status, and endpoints disabled by a 410, read
+    from the database at each scrape. Deliveries are made by workers of their
+    own (`webhooks deliver`, app/webhooks/), whose counters gunicorn's
+    /metrics could not add up; the database holds every worker's outcomes.
+    A database that does not answer leaves them out of the scrape."""
+
+    def collect(self):
+        try:
+            by_status = dict(WebhookDelivery
+                             .select(WebhookDelivery.status, fn.COUNT(WebhookDelivery.id))
+                             .group_by(WebhookDelivery.status)
+                             .tuples())
+            disabled = WebhookEndpoint.select().where(WebhookEndpoint.disabled_at.is_null(False)
+                                                      & WebhookEndpoint.deleted_at.is_null()).count()
+        except (DatabaseError, InterfaceError):
+            return
+        deliveries = GaugeMetricFamily(
+            "usage_webhook_deliveries", "Webhook deliveries by status: pending (to be sent or retried), "
+            "delivered, failed (every retry used, 410 Gone, or the webhook deleted).", labels=["status"])
+        for status in (WebhookDelivery.PENDING, WebhookDelivery.DELIVERED, WebhookDelivery.FAILED):
+            deliveries.add_metric([status], by_status.get(status, 0))
+        yield deliveries
+        yield GaugeMetricFamily("usage_webhook_endpoints_disabled",
+                                "Webhook endpoints disabled because their receiver answered 410 Gone.",
+                                value=disabled)
+
+
+# Collectors of what the database holds, added to every scrape.
+DATABASE_STATE = CollectorRegistry(auto_describe=False)
+DATABASE_STATE.register(WebhookStates())
 
 UNMATCHED = "unmatched"  # the route label of requests no route matched (404, 405)
 OTHER = "other"  # the method or status label of anything outside the known sets
@@ -113,4 +150,5 @@ def _metrics():
         MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return Response(generate_latest(registry), mimetype=None, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return Response(generate_latest(registry) + generate_latest(DATABASE_STATE), mimetype=None,
+                    headers={"Content-Type": CONTENT_TYPE_LATEST})
