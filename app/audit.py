@@ -1,12 +1,13 @@
 """The audit log: who administered what, and when.
 
 Every administrative action that succeeds (a tenant created; a key created,
-revoked or rotated) writes one `audit_event` row in the same transaction as
-the action itself, so there is never an action without its event nor an
-event without its action. An event holds the time, the actor (the id of the
-key that made the request, or `cli` for the command line), the request id,
-the action, its target (`tenant:<id>`, `key:<id>`) and details of what was
-set — never a secret: key strings and their digests are not details.
+revoked or rotated; a webhook created or deleted) writes one `audit_event`
+row in the same transaction as the action itself, so there is never an
+action without its event nor an event without its action. An event holds
+the time, the actor (the id of the key that made the request, or `cli` for
+the command line), the request id, the action, its target (`tenant:<id>`,
+`key:<id>`, `webhook:<id>`) and details of what was set — never a secret:
+key strings, their digests and webhook secrets are not details.
 Refused attempts (a 403, a 409, a 422) change nothing and are not events.
 """
 import datetime as dt

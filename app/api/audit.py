@@ -19,10 +19,12 @@ class AuditEventSchema(Schema):
     request_id = fields.String(required=True, allow_none=True, metadata={
         "description": "The request's X-Request-ID (null for the command line)."})
     action = fields.String(required=True, metadata={
-        "description": "`tenant.create`, `key.create`, `key.revoke` or `key.rotate`.",
+        "description": "`tenant.create`, `key.create`, `key.revoke`, `key.rotate`, `webhook.create` "
+                       "or `webhook.delete`.",
         "example": "key.create"})
     target = fields.String(required=True, metadata={
-        "description": "What it acted on: `tenant:<tenant_id>` or `key:<key_id>`.",
+        "description": "What it acted on: `tenant:<tenant_id>`, `key:<key_id>` or "
+                       "`webhook:<webhook_id>`.",
         "example": "key:0f1e2d3c4b5a6978"})
     details = fields.Function(lambda event: json.loads(event.details), required=True, metadata={
         "description": "What the action set (never a secret), e.g. a new key's tenant, name, "
