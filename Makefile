@@ -21,7 +21,11 @@ install: $(BIN)/.installed
 migrate: install
 	$(BIN)/flask --app wsgi db upgrade
 
+# The webhook delivery worker runs in the background beside gunicorn; when
+# gunicorn stops (Ctrl-C), the trap stops the worker, which finishes its attempt.
 run: migrate
+	$(BIN)/flask --app wsgi webhooks deliver & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
 	$(BIN)/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) \
 		$(if $(WORKERS),--workers $(WORKERS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) wsgi:app
 
