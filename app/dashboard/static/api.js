@@ -14,7 +14,8 @@ export class ApiError extends Error {
   }
 }
 
-const MONEY = new Set(["total_cost_usd", "cost_usd"]);
+const MONEY = new Set(["total_cost_usd", "cost_usd",  // statistics
+  "amount_usd", "spent_usd", "remaining_usd", "projected_usd"]);  // budgets
 
 // Money keeps the digits the API wrote ("0.178960") where the browser can
 // read them (JSON.parse source text access); elsewhere it stays a number and

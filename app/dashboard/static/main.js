@@ -3,10 +3,12 @@
 // Everything comes from the public API with the pasted key: /v1/me decides
 // the view (a key with the scope all:read sees every tenant, one with
 // usage:read its own tenant), /v1/usage or /v1/usage/all the totals, the
-// series routes the charts. A dashboard needs nothing more: a key that can
-// also write calls or administer is accepted, with a warning.
+// series routes the charts, the budgets routes the budgets block
+// (budgets.js). A dashboard needs nothing more: a key that can also write
+// calls or administer is accepted, with a warning.
 
 import {Api, ApiError, SignedOut} from "./api.js";
+import {clearBudgets, loadBudgets} from "./budgets.js";
 import {DIMENSION_NAMES, drawCharts} from "./charts.js";
 import {breakdownRow, columnsFor, renderTable, statsRow} from "./tables.js";
 import {ViewError, browserZone, isoUtc, localInput, localText, readView, windowOf, writeView} from "./view.js";
@@ -89,6 +91,7 @@ function signOut(message = "") {
   clearInterval(timer);
   Object.values(charts).forEach((element) => Plotly.purge(element));
   document.querySelectorAll("table").forEach((table) => table.replaceChildren());
+  clearBudgets();
   showSignIn(message);
 }
 
@@ -173,6 +176,8 @@ async function load() {
   if (!api) return;
   const ticket = ++loads;
   $("#error").hidden = true;
+  // Alongside the window's requests; whatever happens to it stays in its block.
+  const budgets = loadBudgets(api, {everyTenant, tenant: view.tenant}, () => ticket === loads);
   let requests;
   try {
     const window = windowOf(view);
@@ -206,6 +211,7 @@ async function load() {
     $("#error").textContent = error.message;
     $("#error").hidden = false;
   } finally {
+    await budgets;
     // Which load the page shows, for anyone waiting on it (the browser tests).
     if (ticket === loads) document.body.dataset.loads = String(ticket);
   }
