@@ -100,11 +100,12 @@ def page_window(driver):
                  for end in ("from", "to"))
 
 
-def table(driver, table_id, part="tbody"):
-    """The texts of the cells of a table's rows (its body, or `tfoot`)."""
+def table(driver, table_id, part="tbody", text="textContent"):
+    """The texts of the cells of a table's rows (its body, `thead` or `tfoot`);
+    `text="innerText"`: as rendered, a line break between block elements."""
     return driver.execute_script(
-        "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td.textContent))",
-        f"#{table_id} {part} tr")
+        "return [...document.querySelectorAll(arguments[0])].map(tr => [...tr.cells].map(td => td[arguments[1]]))",
+        f"#{table_id} {part} tr", text)
 
 
 def plotted(driver, chart):

@@ -5,14 +5,16 @@ reach nothing but the service). Per backend, one database is seeded with
 the calls below and served by gunicorn; tests that add calls add them to
 `site.records` too. Every expected number is computed here from those
 records (tests/expected.py), and compared with what the API answers for the
-window the page says it shows. Outside CI the module is skipped when
-Chromium is missing; in CI (.ci/run installs it) that fails.
+window the page says it shows. Budgets (BUDGETS) are created through the
+service layer; their numbers are computed here too, from the records of
+their current period. Outside CI the module is skipped when Chromium is
+missing; in CI (.ci/run installs it) that fails.
 """
 import datetime as dt
 import json
 import time
 import urllib.request
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -21,6 +23,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.keys import Keys as Key
 
 import browser
+from app.budgets import service as budget_service
 from app.db import database
 from app.models import UsageRollupState
 from browser import (after_load, choose, find, legend, open_signed_out, page_window, plotted, sign_in,
@@ -32,6 +35,7 @@ from expected import expected_stats, in_window
 HOSTILE_MODEL = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_ERROR = '<img src=x onerror="window.__pwned=2">'
 MARKUP_MODEL = "<b>bold</b> &amp; %{y}"
+HOSTILE_BUDGET = "<img src=x onerror=window.__pwned=3>"
 OPERATIONS = ["analyze", "summarize", "assign_codes"]
 MODELS = ["gpt-4o-mini", "gpt-4o", "claude-haiku"]
 
@@ -57,6 +61,29 @@ def seed_records(today):
         record("globex", at + dt.timedelta(minutes=9), status="error", error_class=HOSTILE_ERROR, cost="0"),
     ]
     return records
+
+
+def recent_records(now):
+    """acme's calls of the last minutes: its day, week and month budgets count them."""
+    return [record("acme", now - dt.timedelta(minutes=3), model="gpt-4o", operation="analyze", cost="0.612345"),
+            record("acme", now - dt.timedelta(minutes=2), model="gpt-4o-mini", cost="0.500001"),
+            record("acme", now - dt.timedelta(minutes=1), model="gpt-4o", status="error", cost="0")]
+
+
+# create_budget's arguments, per tenant, oldest first (the API's order).
+BUDGETS = {
+    "acme": [
+        {"name": "monthly cap", "amount_usd": Decimal("5"), "period": "month", "tz": "UTC",
+         "thresholds": [50, 80, 100], "enforce": True},
+        {"name": "gpt-4o analysis", "amount_usd": Decimal("0.75"), "period": "week", "tz": "Europe/Berlin",
+         "model": "gpt-4o", "operation": "analyze"},
+        {"name": "daily cap", "amount_usd": Decimal("1.000001"), "period": "day", "tz": "Asia/Kolkata",
+         "thresholds": [12.5, 100]},
+    ],
+    "globex": [
+        {"name": HOSTILE_BUDGET, "amount_usd": Decimal("0.5"), "period": "month", "tz": "UTC", "model": MARKUP_MODEL},
+    ],
+}
 
 
 class Site:
@@ -90,9 +117,13 @@ def site(request, driver, tmp_path_factory):
     for tenant in ("acme", "globex"):
         keys.tenant(tenant)
     keys.tenant("ops", allows_superusers=True)
-    today = dt.datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    records = seed_records(today)
+    now = dt.datetime.now(UTC)
+    records = seed_records(now.replace(hour=0, minute=0, second=0, microsecond=0)) + recent_records(now)
     store(app, records)
+    with app.app_context():
+        for tenant, budgets in BUDGETS.items():
+            for budget in budgets:
+                budget_service.create_budget(tenant, **budget)
     with gunicorn(url, workers=2) as base:
         yield Site(app, base, {"acme": keys.key("acme"), "admin": keys.key("ops", superuser=True),
                                "reader": keys.key("ops", scopes=["all:read"]),
@@ -421,3 +452,202 @@ def test_the_time_zone_is_the_browsers_until_one_is_chosen(driver, site):
         assert find(driver, "#window-shown").text.endswith("(America/St_Johns).")
     finally:
         driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+# The budgets block.
+
+def current_period(budget, now):
+    """[start, end) of the budget's period holding `now`, aware in its zone
+    (wall-clock arithmetic: a zone's offset is its own at each end)."""
+    zone = ZoneInfo(budget["tz"])
+    start = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    if budget["period"] == "day":
+        return start, start + dt.timedelta(days=1)
+    if budget["period"] == "week":
+        start -= dt.timedelta(days=start.weekday())
+        return start, start + dt.timedelta(days=7)
+    start = start.replace(day=1)
+    return start, (start + dt.timedelta(days=32)).replace(day=1)
+
+
+def spent_in(records, tenant, budget, start, end):
+    """The cost of the tenant's ok calls of [start, end) that match the budget's filters."""
+    return sum((r["cost_usd"] for r in records
+                if r["tenant_id"] == tenant and r["status"] == "ok" and in_window(r, start, end)
+                and budget.get("model") in (None, r["model"]) and budget.get("operation") in (None, r["operation"])),
+               Decimal(0))
+
+
+def percent(value):
+    """A threshold as the page writes it: 80%, 12.5%."""
+    return f"{Decimal(value).normalize():f}%"
+
+
+def details(budget):
+    """The second line of a budget's name: enforced, its filters."""
+    return " · ".join((["enforced"] if budget.get("enforce") else [])
+                      + [f"{name} {budget[name]}" for name in ("model", "operation") if budget.get(name)])
+
+
+def budget_row(budget, tenant, every_tenant, start, end, spent, used, crossed):
+    """A row of the budgets table as a person reads it (innerText), but its projection."""
+    return [budget["name"] + (f"\n{details(budget)}" if details(budget) else ""), *([tenant] if every_tenant else []),
+            f"{budget['period']} in {budget['tz']}\n{start} – {end}", f"{spent:.6f}", f"{budget['amount_usd']:.6f}",
+            f"{used:.2f}%", ", ".join(percent(t) for t in crossed) or "none"]
+
+
+def expected_budget_rows(records, tenant, now, every_tenant=False):
+    """The tenant's budget rows, from the records alone."""
+    result = []
+    for budget in BUDGETS[tenant]:
+        start, end = current_period(budget, now)
+        spent, amount = spent_in(records, tenant, budget, start, end), budget["amount_usd"]
+        crossed = [t for t in budget.get("thresholds", [80, 100]) if spent * 100 >= Decimal(str(t)) * amount]
+        result.append(budget_row(budget, tenant, every_tenant, f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}",
+                                 spent, (spent * 100 / amount).quantize(Decimal("0.01"), ROUND_HALF_EVEN), crossed))
+    return result
+
+
+def api_budget_rows(answer, every_tenant=False):
+    """The same rows from the API's answer."""
+    def local(rfc3339):
+        return rfc3339[:16].replace("T", " ")
+
+    return [budget_row(b, b["tenant_id"], every_tenant, local(b["status"]["period_start"]),
+                       local(b["status"]["period_end"]), b["status"]["spent_usd"], b["status"]["percent_used"],
+                       b["status"]["thresholds_crossed"]) for b in answer]
+
+
+def budget_rows(driver):
+    """The page's budget rows (innerText) without the projected column; and
+    per row its projected (Decimal) and its meter's value and maximum."""
+    cells = table(driver, "table-budgets", text="innerText")
+    head = table(driver, "table-budgets", "thead", text="innerText")[0]
+    projected = head.index("Projected (USD)")
+    meters = driver.execute_script(
+        "return [...document.querySelectorAll('#table-budgets tbody tr')].map(tr => "
+        "[...tr.querySelectorAll('meter')].map(m => [m.value, m.max]))")
+    return ([[text.strip() for i, text in enumerate(row) if i != projected] for row in cells],
+            [Decimal(row[projected]) for row in cells], meters, head)
+
+
+def assert_projections(projected, records, tenant, before, after):
+    """spent × period / elapsed (6 decimals), with `now` somewhere in [before, after]."""
+    for shown, budget in zip(projected, BUDGETS[tenant]):
+        start, end = current_period(budget, before)
+        spent = spent_in(records, tenant, budget, start, end)
+        if after - start < dt.timedelta(minutes=1):
+            assert shown == spent
+            continue
+        length = (end - start) / dt.timedelta(microseconds=1)
+        lowest = spent * Decimal(length) / Decimal((after - start) / dt.timedelta(microseconds=1))
+        highest = spent * Decimal(length) / Decimal(max(before - start, dt.timedelta(minutes=1))
+                                                    / dt.timedelta(microseconds=1))
+        assert lowest - Decimal("0.000001") <= shown <= highest + Decimal("0.000001"), (budget["name"], shown)
+
+
+def test_a_tenant_sees_its_budgets_with_the_apis_numbers(driver, site):
+    before = dt.datetime.now(UTC)
+    answer_before = api(site, "/v1/budgets", site.keys["acme"])
+    sign_in(driver, site.base, site.keys["acme"], "?window=7d")
+    answer = api(site, "/v1/budgets", site.keys["acme"])
+    after = dt.datetime.now(UTC)
+    assert all(current_period(b, before) == current_period(b, after) for b in BUDGETS["acme"]), \
+        "a budget's period turned during the test: run it again"
+    shown, projected, meters, head = budget_rows(driver)
+    assert head == ["Budget", "Period", "Spent (USD)", "Amount (USD)", "Used", "Projected (USD)",
+                    "Thresholds crossed"]
+    assert shown == api_budget_rows(answer) == expected_budget_rows(site.records, "acme", after)
+    assert Decimal(shown[2][2]) > 1, "the daily cap counts the recent calls"
+    assert shown[2][-1] == "12.5%, 100%"
+    # The projection falls while nothing is spent: the page's lies between two of the API's.
+    assert all(a["status"]["projected_usd"] <= p <= b["status"]["projected_usd"]
+               for a, p, b in zip(answer, projected, answer_before))
+    assert_projections(projected, site.records, "acme", before, after)
+    assert meters == [[[float(b["status"]["spent_usd"]), float(max(b["status"]["spent_usd"], b["amount_usd"]))]]
+                      for b in answer]
+    assert "whatever the window above" in find(driver, "#budgets-block").text
+    assert not find(driver, "#budgets-note").is_displayed()
+
+
+def test_an_every_tenant_key_sees_the_selected_tenants_budgets(driver, site):
+    sign_in(driver, site.base, site.keys["reader"], "?window=7d")
+    note = find(driver, "#budgets-note")
+    assert note.text == "Choose a tenant to see its budgets."
+    assert not find(driver, "#table-budgets").is_displayed()
+    choose(driver, "tenant", "acme")
+    answer = api(site, "/v1/tenants/acme/budgets", site.keys["reader"])
+    shown, _, _, head = budget_rows(driver)
+    assert head[:3] == ["Budget", "Tenant", "Period"]
+    assert shown == api_budget_rows(answer, every_tenant=True) \
+        == expected_budget_rows(site.records, "acme", dt.datetime.now(UTC), every_tenant=True)
+    assert not note.is_displayed()
+    choose(driver, "tenant", "globex")
+    assert [row[:2] for row in budget_rows(driver)[0]] == [[f"{HOSTILE_BUDGET}\nmodel {MARKUP_MODEL}", "globex"]]
+    # A tenant without budgets (and without calls): both blocks say so.
+    sign_in(driver, site.base, site.keys["reader"], "?window=7d&tenant=ops")
+    assert find(driver, "#budgets-note").text == "No budgets for this view."
+    assert find(driver, "#empty").is_displayed()
+
+
+def test_a_hostile_budget_name_is_shown_as_text_and_runs_nothing(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&tenant=globex")
+    cell = find(driver, "#table-budgets tbody td")
+    assert cell.text == f"{HOSTILE_BUDGET}\nmodel {MARKUP_MODEL}"
+    assert driver.execute_script(
+        "return [...document.querySelectorAll('#table-budgets *')].map(e => e.tagName)"
+        ".filter(t => !['THEAD', 'TBODY', 'TR', 'TH', 'TD', 'SPAN', 'METER'].includes(t))") == []
+    assert driver.execute_script("return window.__pwned") is None
+    assert driver.execute_script("return document.images.length") == 0
+    assert_nothing_but_map_styles_blocked(driver)
+
+
+# Every budgets request answered 403 by the page's own fetch, before any script of the page runs.
+REFUSE_BUDGETS = """
+const realFetch = window.fetch;
+const refused = (url) => String(url).startsWith("/v1/") && String(url).endsWith("/budgets");
+window.fetch = (url, init) => refused(url) ? Promise.resolve(new Response(
+  JSON.stringify({code: 403, status: "Forbidden", message: "This key may not read budgets."}),
+  {status: 403, headers: {"Content-Type": "application/json"}})) : realFetch(url, init);
+"""
+
+
+def test_the_page_draws_when_the_budgets_request_fails(driver, site):
+    shim = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": REFUSE_BUDGETS})
+    try:
+        sign_in(driver, site.base, site.keys["acme"], "?window=7d")
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
+    assert find(driver, "#budgets-note").text == "This key may not read budgets."
+    assert not find(driver, "#table-budgets").is_displayed()
+    assert_charts_drawn(driver)
+    assert table(driver, "table-models") and not find(driver, "#error").is_displayed()
+    assert find(driver, "#status").text.startswith("Updated at")
+    # The network refuses it: the same.
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/v1/*budgets"]})
+    try:
+        sign_in(driver, site.base, site.keys["acme"], "?window=7d")
+        assert find(driver, "#budgets-note").text.startswith("The budgets could not be read (")
+        assert_charts_drawn(driver)
+        assert table(driver, "table-models") and not find(driver, "#error").is_displayed()
+    finally:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        driver.execute_cdp_cmd("Network.disable", {})
+    # Back: the next load shows the budgets again.
+    after_load(driver, lambda: find(driver, "#refresh").click())
+    assert len(budget_rows(driver)[0]) == len(BUDGETS["acme"])
+    assert not find(driver, "#budgets-note").is_displayed()
+
+
+def test_auto_refresh_updates_the_budgets(driver, site):
+    shim = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FAST_AUTO_REFRESH})
+    try:
+        sign_in(driver, site.base, site.keys["acme"], "?window=7d&auto=1")
+        spent = [row[2] for row in budget_rows(driver)[0]]
+        site.add([record("acme", dt.datetime.now(UTC) - dt.timedelta(seconds=5), model="gpt-4o-mini",
+                         cost="0.100000")])
+        wait(driver, lambda d: [row[2] for row in budget_rows(d)[0]] != spent, "the budgets were not refreshed")
+        wait(driver, lambda d: budget_rows(d)[0] == expected_budget_rows(site.records, "acme", dt.datetime.now(UTC)))
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
