@@ -4,11 +4,15 @@ A throwaway SQLite database gets the README's tenants and the shipped sample
 (examples/calls.jsonl, November 2026); gunicorn serves it on a free port;
 Debian's Chromium (Selenium, Debian's chromedriver) signs in with a
 read-only key for every tenant (`all:read`) and photographs the whole page at 1280 px, the window set to
-November 2026 in UTC, so the picture is the same whatever today's date.
+November 2026 in UTC, so the charts are the same whatever today's date. acme, the tenant selected, has
+two budgets and calls in the last hours for them to count: budgets are always their current period, so
+that block shows today's periods.
 Needs the test extra (`make install`) and `apt-get install chromium chromium-driver`.
 """
+import datetime as dt
 import sys
 import tempfile
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -16,12 +20,14 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import browser  # noqa: E402  (tests/browser.py)
 from conftest import gunicorn  # noqa: E402
+from data import UTC, record, store  # noqa: E402  (tests/data.py)
 
 from app import accounts, create_app, ingest  # noqa: E402
+from app.budgets import service as budgets  # noqa: E402
 from app.db import database  # noqa: E402
 from app.migrate import upgrade  # noqa: E402
 
-VIEW = "?window=custom&from=2026-11-01T00:00&to=2026-12-01T00:00&bucket=day&tz=UTC&group_by=model"
+VIEW = "?window=custom&from=2026-11-01T00:00&to=2026-12-01T00:00&bucket=day&tz=UTC&group_by=model&tenant=acme"
 OUTPUT = ROOT / "docs" / "dashboard.png"
 
 
@@ -36,6 +42,11 @@ def seeded_database(folder):
         key = accounts.create_key("ops", "dashboard", scopes=["all:read"])[1]  # read-only, as advised
         with open(ROOT / "examples" / "calls.jsonl", encoding="utf-8") as lines:
             ingest.import_jsonl(lines, app.extensions["usage_repository"])
+        budgets.create_budget("acme", "monthly cap", 1, "month", "UTC", [50, 80, 100], enforce=True)
+        budgets.create_budget("acme", "gpt-4o", Decimal("0.2"), "week", "Europe/Berlin", model="gpt-4o")
+    now = dt.datetime.now(UTC)
+    store(app, [record("acme", now - dt.timedelta(hours=2 * n + 1), model=("gpt-4o", "gpt-4o-mini")[n % 2],
+                       cost="0.045", duration=2000 + 150 * n) for n in range(8)])
     return url, key
 
 
