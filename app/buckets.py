@@ -15,7 +15,9 @@ boundaries computed here):
 - `month`: from the 1st, 00:00 local time.
 
 The first and the last bucket are clipped to the window [start, end), so
-the buckets tile the window exactly.
+the buckets tile the window exactly. Buckets whose boundaries would fall
+before 0001-01-01 or after 9999-12-31 (in UTC or on the zone's clock) cannot
+be computed: `BeyondCalendar`.
 """
 import datetime as dt
 from dataclasses import dataclass
@@ -29,6 +31,17 @@ HOUR = dt.timedelta(hours=1)
 
 class TooManyBuckets(ValueError):
     pass
+
+
+class BeyondCalendar(ValueError):
+    """The buckets reach past the calendar's first or last day; `bound` names
+    the window's end that is too close to it: "start" or "end"."""
+
+    def __init__(self, bound, unit, tz):
+        self.bound = bound
+        side, limit = ("start", "begin before 0001-01-01") if bound == "start" else ("end", "end after 9999-12-31")
+        super().__init__(f"Too close to the {side} of the calendar: the {unit} buckets of {tz} "
+                         f"around it would {limit}.")
 
 
 def zone(name):
@@ -91,9 +104,20 @@ def _next(boundary, unit, tz):
 def buckets(start, end, unit, tz):
     """The buckets tiling [start, end) (aware datetimes), clipped at both ends.
 
-    Raises TooManyBuckets past MAX_BUCKETS, before building them all.
+    Raises TooManyBuckets past MAX_BUCKETS, before building them all, and
+    BeyondCalendar where a boundary cannot be computed (Python's dates end).
     """
     start, end = start.astimezone(UTC), end.astimezone(UTC)
+    try:
+        edges = _edges(start, end, unit, tz)
+    except OverflowError:
+        # Years 1 and 9999 are 10,000 buckets of any unit apart: the start's
+        # floor overflows only near the first, the later boundaries near the last.
+        raise BeyondCalendar("start" if start.year == dt.MINYEAR else "end", unit, tz) from None
+    return [Bucket(a, b) for a, b in zip(edges, edges[1:])]
+
+
+def _edges(start, end, unit, tz):
     edges = [start]
     boundary = _floor(start, unit, tz)
     while True:
@@ -106,4 +130,12 @@ def buckets(start, end, unit, tz):
             raise TooManyBuckets(f"The window holds more than {MAX_BUCKETS:,} {unit} buckets: "
                                  "shorten it or use a larger bucket.")
     edges.append(end)
-    return [Bucket(a, b) for a, b in zip(edges, edges[1:])]
+    return edges
+
+
+def unit_containing(moment, unit, tz):
+    """(start, end): the `unit` of the zone's calendar that holds `moment`, as
+    aware UTC instants; the same boundaries as the buckets above (a budget's
+    period is one)."""
+    start = _floor(moment.astimezone(UTC), unit, tz)
+    return start, _next(start, unit, tz)

@@ -17,6 +17,7 @@ from peewee import (
     BlobField,
     BooleanField,
     CharField,
+    CompositeKey,
     DateTimeField,
     ForeignKeyField,
     IntegerField,
@@ -168,9 +169,116 @@ class UsageRollupState(BaseModel):
         table_name = "usage_rollup_state"
 
 
+class Budget(BaseModel):
+    """A tenant's spending limit per calendar period (app/budgets/)."""
+
+    id = BigAutoField()
+    tenant = ForeignKeyField(Tenant, column_name="tenant_id", backref="budgets")
+    name = CharField(max_length=255)
+    amount_micro_usd = BigIntegerField()
+    period = CharField(max_length=8)  # day, week or month
+    tz = CharField(max_length=64)
+    thresholds_text = CharField(max_length=255, column_name="thresholds")  # JSON list of decimal strings
+    enforce = BooleanField(default=False)
+    model = CharField(max_length=255, null=True)
+    operation = CharField(max_length=64, null=True)
+    # Changed with the amount, thresholds or filters: its alerts and spend counters start anew.
+    revision = IntegerField(default=1)
+    created_at = UtcDateTimeField(default=utcnow)
+    updated_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "budget"
+
+
+class BudgetSpend(BaseModel):
+    """The spend of a budget's period, kept by ingestion (app/budgets/alerts.py)."""
+
+    budget_id = BigIntegerField()
+    revision = IntegerField()
+    period_start = UtcDateTimeField()
+    spent_micro_usd = BigIntegerField()
+    initialized = BooleanField()  # false only inside the transaction that created the row
+
+    class Meta:
+        table_name = "budget_spend"
+        primary_key = CompositeKey("budget_id", "revision", "period_start")
+
+
+class BudgetAlert(BaseModel):
+    """A threshold that fired: at most one per budget, revision, period and threshold."""
+
+    budget_id = BigIntegerField()
+    revision = IntegerField()
+    period_start = UtcDateTimeField()
+    threshold = CharField(max_length=16)  # a decimal string, as in Budget.thresholds
+    fired_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "budget_alert"
+        primary_key = CompositeKey("budget_id", "revision", "period_start", "threshold")
+
+
 def page_of(query, page, page_size):
     """(the rows of 1-based `page` of `query`, the total count)."""
     total = query.count()
     if (page - 1) * page_size >= total:
         return [], total  # past the end; also keeps huge page numbers out of SQL
     return list(query.paginate(page, page_size)), total
+
+
+class WebhookEndpoint(BaseModel):
+    """A receiver of events (app/webhooks/): deleted ones stay, marked, so no
+    delivery row ever loses the endpoint it points to."""
+
+    id = CharField(max_length=32, primary_key=True)  # wh_<16 hex digits>
+    url = CharField(max_length=2048)
+    # whsec_<base64>, stored as given: every delivery is signed with it (a digest
+    # could not sign). Cleared when the endpoint is deleted.
+    secret = CharField(max_length=64, null=True)
+    events_text = TextField(null=True, column_name="events")  # space-separated types; null: every type
+    tenant = ForeignKeyField(Tenant, column_name="tenant_id", null=True, index=False)  # null: every tenant
+    created_at = UtcDateTimeField(default=utcnow)
+    disabled_at = UtcDateTimeField(null=True)  # the receiver answered 410 Gone
+    deleted_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_endpoint"
+
+    @property
+    def events(self):
+        return None if self.events_text is None else self.events_text.split()
+
+
+class WebhookEvent(BaseModel):
+    """Something that happened, written in the transaction that caused it (the outbox)."""
+
+    id = CharField(max_length=36, primary_key=True)  # evt_<32 hex digits>: the webhook-id header
+    type = CharField(max_length=64)
+    tenant_id = CharField(max_length=64)
+    data = TextField()  # a JSON object
+    created_at = UtcDateTimeField(default=utcnow)
+
+    class Meta:
+        table_name = "webhook_event"
+
+
+class WebhookDelivery(BaseModel):
+    """One event for one endpoint, and how sending it went (app/webhooks/delivery.py)."""
+
+    PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"  # the statuses
+
+    id = BigAutoField()
+    event = ForeignKeyField(WebhookEvent, column_name="event_id", index=False)
+    endpoint = ForeignKeyField(WebhookEndpoint, column_name="endpoint_id", index=False)
+    status = CharField(max_length=16)
+    attempts = IntegerField(default=0)  # claims so far; a claim's count is its fencing token
+    # When a pending one is due (a claimed one: when its lease ends); null once settled.
+    next_attempt_at = UtcDateTimeField(null=True)
+    lease_until = UtcDateTimeField(null=True)  # a worker holds it until then
+    last_status = IntegerField(null=True)  # the receiver's last HTTP status
+    last_error = CharField(max_length=255, null=True)
+    delivered_at = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "webhook_delivery"
