@@ -8,6 +8,7 @@ from peewee import PostgresqlDatabase, chunked
 
 from ..db import database, pipelined
 from ..models import LlmCall, utcnow
+from ..budgets import alerts as budget_alerts
 from . import rollups
 from .arrays import array
 
@@ -55,15 +56,19 @@ def add_calls(rows):
     built from every row while PostgreSQL runs the INSERT, or before SQLite
     takes its lock (`pipelined`): a batch is mostly new calls, and its 5 ms
     of cell building then cost nothing. When some rows were not stored (a
-    retry), the cells are built again from those that were.
+    retry), the cells are built again from those that were. The stored rows'
+    cost then counts against their tenants' budgets, and the thresholds it
+    crosses fire, in the same transaction (app/budgets/alerts.py).
     """
     statements = _insert_ignoring_duplicates(rows)
     with database.atomic():
         with pipelined(statements) as created:
             cells = rollups.cells_of(rows)
-        if len(created) < len(rows):
-            cells = rollups.cells_of(_created_rows(rows, created))
+        stored = rows if len(created) == len(rows) else _created_rows(rows, created)
+        if stored is not rows:
+            cells = rollups.cells_of(stored)
         rollups.add(cells)
+        budget_alerts.after_calls_stored(stored)
     received = Counter(row["tenant"] for row in rows)
     stored = Counter(tenant_id for tenant_id, _ in created)
     return Added(len(created), len(rows) - len(created),
