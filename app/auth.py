@@ -64,19 +64,22 @@ def require_api_key(view):
     return guarded
 
 
-def require_scope(scope):
-    """A live key holding `scope`. The OpenAPI description of the route says
-    which (`Blueprint` reads `required_scope` from the view's doc info)."""
+def require_scope(*scopes):
+    """A live key holding `scopes[0]` (or any one of `scopes`, for a route
+    that serves several kinds of key: then the view looks at which). The
+    OpenAPI description of the route says which (`Blueprint` reads
+    `required_scopes` from the view's doc info)."""
     def decorator(view):
         @wraps(view)
         def guarded(*args, **kwargs):
-            if scope not in g.api_key.scopes:
-                abort(403, message=f"This operation needs the scope '{scope}'; this key has "
+            if not any(scope in g.api_key.scopes for scope in scopes):
+                needed = " or ".join(f"'{scope}'" for scope in scopes)
+                abort(403, message=f"This operation needs the scope {needed}; this key has "
                                    f"{', '.join(g.api_key.scopes)}.")
             return view(*args, **kwargs)
 
         # wraps() shared the inner view's doc info: this route's is its own.
-        guarded._apidoc = {**deepcopy(getattr(view, "_apidoc", {})), "required_scope": scope}
+        guarded._apidoc = {**deepcopy(getattr(view, "_apidoc", {})), "required_scopes": scopes}
         return require_api_key(guarded)
 
     return decorator

@@ -102,14 +102,15 @@ class Blueprint(SmorestBlueprint):
     @staticmethod
     def _document_scope(doc, doc_info, **kwargs):
         """The scope `auth.require_scope` enforces, said in the operation's
-        description and as `x-required-scope`: written from the same value,
-        so the contract cannot drift from what is enforced."""
-        scope = doc_info.get("required_scope")
-        if scope:
+        description and as `x-required-scope` (several: any one of them,
+        space-separated): written from the same value, so the contract
+        cannot drift from what is enforced."""
+        names = doc_info.get("required_scopes")
+        if names:
             manual = doc_info.setdefault("manual_doc", {})
-            manual["description"] = (f"{manual.get('description', '')}\n\n**Scope:** `{scope}`: "
-                                     f"{scopes.SCOPES[scope]}.").lstrip()
-            doc["x-required-scope"] = scope
+            said = "; or ".join(f"`{name}`: {scopes.SCOPES[name]}" for name in names)
+            manual["description"] = f"{manual.get('description', '')}\n\n**Scope:** {said}.".lstrip()
+            doc["x-required-scope"] = " ".join(names)
         return doc
 
     def errors(self, *codes, **descriptions):
