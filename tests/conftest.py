@@ -25,7 +25,7 @@ from app import accounts, create_app
 from app.keys import new_key, secret_digest
 from app.models import Tenant
 from app.db import database
-from app.migrate import upgrade
+from app.migrate import _router, upgrade
 
 BACKENDS = ["sqlite", "postgresql"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,8 @@ def backend_url(backend, folder):
     return url
 
 
-def build_app(database_url, tmp_path, migrate=True):
-    app = create_app({"DATABASE_URL": database_url, "TESTING": True})
+def build_app(database_url, tmp_path, migrate=True, **config):
+    app = create_app({"DATABASE_URL": database_url, "TESTING": True, **config})
     app.instance_path = str(tmp_path)
     if migrate:
         with app.app_context():
@@ -66,9 +66,18 @@ def build_app(database_url, tmp_path, migrate=True):
     return app
 
 
+def roll_back_through(db, migration):
+    """Roll back every migration from the newest down to `migration`, included."""
+    router = _router(db)
+    while migration in router.done:
+        router.rollback()
+
+
 @pytest.fixture
-def app(database_url, tmp_path):
-    app = build_app(database_url, tmp_path)
+def app(request, database_url, tmp_path):
+    """Settings of a test's `app_config` mark go to create_app."""
+    marker = request.node.get_closest_marker("app_config")
+    app = build_app(database_url, tmp_path, **(marker.kwargs if marker else {}))
     yield app
     target = database.obj
     if hasattr(target, "close_all"):

@@ -24,7 +24,7 @@ from app.records import CallRecordSchema, to_row
 from app.migrate import _router, upgrade
 from app.repository.rollups.keep import COMPACT_AFTER
 from app.sketch import SketchSet
-from conftest import Keys, auth, build_app, gunicorn
+from conftest import Keys, auth, build_app, gunicorn, roll_back_through
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import expected_stats, group_stats, in_window
 from test_series import check_calendar, local_key, utc
@@ -506,7 +506,5 @@ def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path
         database.execute_sql(f"DELETE FROM usage_rollup WHERE id = {big}")
     assert_cells_answer(app, key, records, 19)
     with app.app_context():  # back to before 008, through every migration after it
-        router = _router(database.obj)
-        while "008_sketch_pairs_of_four_bytes" in router.done:
-            router.rollback()
+        roll_back_through(database.obj, "008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HQ") == pairs

@@ -10,7 +10,7 @@ from app.db import database
 from app.keys import KEY_ID_PATTERN
 from app.migrate import _router, upgrade
 from app.models import ApiKey
-from conftest import Keys, auth, build_app
+from conftest import Keys, auth, build_app, roll_back_through
 from data import record, to_json
 
 UTC = dt.timezone.utc
@@ -259,7 +259,7 @@ def test_migration_009_gives_existing_keys_the_powers_they_had(database_url, tmp
         assert (me["scopes"], me["expires_at"]) == (scopes, None)
     assert client.get("/v1/audit", headers=auth(superuser)).get_json() == []
     with app.app_context():
-        _router(database.obj).rollback()
+        roll_back_through(database.obj, "009_key_scopes_expiry_audit")
         assert "scopes" not in {column.name for column in database.get_columns("api_key")}
         assert not database.table_exists("audit_event")
         upgrade(database.obj)
