@@ -38,6 +38,7 @@ service's time includes HTTP, the API-key lookup and JSON; the baseline's is the
 SQL plus a few lines of Python.
 """
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -51,12 +52,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from peewee import PostgresqlDatabase
 
 from app import accounts, create_app
+from app.budgets import service as budget_service
 from app.db import POSTGRES_OPTIONS, database, sqlite_pragmas
 from app.models import LlmCall, Tenant
 from app.repository import rollups
@@ -431,9 +434,40 @@ def report_growth(by_scale):
 INGESTION_SHAPES = {"live": (1, 600), "backfill": (None, 86400)}
 
 
-def measure_ingestion(args, base, raw, keys, now, shape):
+@contextlib.contextmanager
+def budgets_of(app, tenants, per_tenant):
+    """`per_tenant` budgets for each of `tenants` while the block runs, in the
+    tenant's own zone (one of four, :30 offsets and DST included): every
+    period, some for one model or operation, thresholds at 50, 80 and 100% of
+    amounts that a batch's calls can cross."""
+    zones = ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York")
+    with app.app_context():
+        made = [budget_service.create_budget(
+                    tenant, f"bench {n}", Decimal(10 * (n + 1)), ("day", "week", "month")[n % 3],
+                    zones[number % len(zones)], (50, 80, 100), n % 2 == 0,
+                    tuple(MODELS)[n % len(MODELS)] if n % 4 == 3 else None,
+                    OPERATIONS[n % len(OPERATIONS)] if n % 5 == 4 else None)
+                for number, tenant in enumerate(tenants) for n in range(per_tenant)]
+    database.close()
+    try:
+        yield
+    finally:
+        with app.app_context():
+            for budget in made:
+                budget_service.delete_budget(budget.id)
+        database.close()
+
+
+def measure_ingestion(args, app, base, raw, keys, now, shape):
     tenant_count, span_s = INGESTION_SHAPES[shape]
     tenants = tenant_ids(args.tenants)[:tenant_count]
+    for per_tenant in sorted({0, args.budgets}):
+        with budgets_of(app, tenants, per_tenant):
+            _measure_ingestion(args, base, raw, keys, now, shape, tenants, span_s,
+                               f"{per_tenant} budgets per tenant")
+
+
+def _measure_ingestion(args, base, raw, keys, now, shape, tenants, span_s, budgets):
     rng = random.Random()  # fresh call_ids on every run
     count = args.ingest_batches * BATCH
     # One warm-up batch, `count` calls over HTTP, `count` other calls through the raw driver.
@@ -480,9 +514,9 @@ def measure_ingestion(args, base, raw, keys, now, shape):
         cursor.executemany(insert, rows[i:i + BATCH])
         cursor.execute("COMMIT")
     raw_rate = count / (time.perf_counter() - started)
-    print(f"\ningestion ({shape}), {args.ingest_batches} batches of {BATCH} ({created:,} created):"
+    print(f"\ningestion ({shape}, {budgets}), {args.ingest_batches} batches of {BATCH} ({created:,} created):"
           f" service {service_rate:,.0f} calls/s, raw insert {raw_rate:,.0f} rows/s,"
-          f" ratio {raw_rate / service_rate:.2f}")
+          f" ratio {raw_rate / service_rate:.2f}, service/raw {service_rate / raw_rate:.2f}")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -506,6 +540,8 @@ def parse_args():
     parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
     parser.add_argument("--ingest-batches", type=int, default=20,
                         help=f"batches of {BATCH} records to POST (and to insert raw)")
+    parser.add_argument("--budgets", type=int, default=20,
+                        help="ingestion is measured again with this many budgets per tenant (0: not)")
     return parser.parse_args()
 
 
@@ -541,7 +577,7 @@ def main():
                 by_scale[total] = measure_reads(args, base, raw, keys, now)
                 if number == len(scales) - 1 and args.ingest_batches:
                     for shape in INGESTION_SHAPES:
-                        measure_ingestion(args, base, raw, keys, now, shape)
+                        measure_ingestion(args, app, base, raw, keys, now, shape)
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
