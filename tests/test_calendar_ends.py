@@ -103,20 +103,17 @@ def test_a_call_dated_9999_12_31_fails_no_tenants_answers(app, client, key):
         assert (status, body["total_calls"], body["total_cost_usd"]) == (200, expected, Decimal("0.25") * expected)
 
 
-def test_verify_and_rebuild_visit_only_the_months_holding_calls(runner, keys, app):
-    keys.tenant("acme")
-    store(app, [record("acme", dt.datetime(2000, 1, 1, tzinfo=UTC)),
-                record("acme", dt.datetime(2000, 1, 31, 23, tzinfo=UTC)),
-                record("acme", dt.datetime(2026, 12, 1, 5, tzinfo=UTC))])
+def test_verify_and_rebuild_visit_only_the_months_holding_calls(app, runner, key):
+    stored_as_before(app, [dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 31, 23, tzinfo=UTC),
+                           dt.datetime(2026, 12, 1, 5, tzinfo=UTC)])
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0 and "Rollups match the calls (2 month(s))." in result.output, result.output
     result = runner.invoke(args=["rollups", "rebuild"])
     assert result.exit_code == 0 and "over 2 month(s)" in result.output, result.output
 
 
-def test_the_first_and_the_last_month_of_the_domain_verify(runner, keys, app):
-    keys.tenant("acme")
-    store(app, [record("acme", dt.datetime(1, 1, 1, tzinfo=UTC)), record("acme", dt.datetime(9999, 11, 30, tzinfo=UTC))])
+def test_the_first_and_the_last_month_of_the_domain_verify(app, runner, key):
+    stored_as_before(app, [dt.datetime(1, 1, 1, tzinfo=UTC), dt.datetime(9999, 11, 30, tzinfo=UTC)])
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0 and "Rollups match the calls (2 month(s))." in result.output, result.output
 
@@ -130,11 +127,36 @@ def assert_answer_or_422(status, body, start, end, records):
     expected = sum(1 for r in records if in_window(r, start, end))
     if "buckets" in body:
         buckets = body["buckets"]
-        moments = [dt.datetime.fromisoformat(b["start"]) for b in buckets] + [dt.datetime.fromisoformat(buckets[-1]["end"])]
+        moments = [dt.datetime.fromisoformat(text) for text in [b["start"] for b in buckets] + [buckets[-1]["end"]]]
         assert (moments[0], moments[-1]) == (start, end) and moments == sorted(moments)
         assert sum(b["groups"][0]["total_calls"] for b in buckets) == expected
     else:
         assert body["total_calls"] == expected
+
+
+@pytest.mark.parametrize("zone", ZONES)
+def test_series_at_the_calendars_ends_answer_or_are_422(client, legacy, zone):
+    records, key = legacy
+    for start, end in WINDOWS:
+        for unit in UNITS:
+            for precision in ("exact", "approximate"):
+                query = params(start, end, tz=zone, bucket=unit, percentiles=precision)
+                status, body = get(client, "/v1/usage/series", key["acme"], query)
+                assert_answer_or_422(status, body, start, end, records)
+
+
+def test_the_issues_series_are_422_naming_the_bound(client, legacy):
+    _, key = legacy
+    for query, field, reason in (
+            ({"tz": "America/New_York", "from": "0001-01-01T00:00:00Z", "to": "0001-02-01T00:00:00Z"}, "from",
+             "Too close to the start of the calendar: the day buckets of America/New_York around it would "
+             "begin before 0001-01-01."),
+            ({"tz": "Pacific/Kiritimati", "from": "9999-12-29T00:00:00Z", "to": "9999-12-31T00:00:00Z"}, "to",
+             "Too close to the end of the calendar: the day buckets of Pacific/Kiritimati around it would "
+             "end after 9999-12-31."),
+            ({"to": "0001-01-10T00:00:00Z"}, "from", "Required when 'to' is within 30 days of 0001-01-01.")):
+        status, body = get(client, "/v1/usage/series", key["empty"], query)
+        assert (status, body["errors"]["query"]) == (422, {field: [reason]})
 
 
 @pytest.mark.parametrize("precision", ["exact", "approximate"])

@@ -58,13 +58,18 @@ class SeriesArgs(WindowArgs):
         except ValueError as error:
             raise ValidationError(str(error), "tz") from None
         data["to"] = data["to"] or _now_to_the_minute()
-        data["from_"] = data["from_"] or data["to"] - DEFAULT_SPAN
+        try:
+            data["from_"] = data["from_"] or data["to"] - DEFAULT_SPAN
+        except OverflowError:
+            raise ValidationError("Required when 'to' is within 30 days of 0001-01-01.", "from") from None
         if data["to"] <= data["from_"]:
             raise ValidationError("Must be later than 'from' (which defaults to 30 days before 'to').", "to")
         try:
             data["buckets"] = buckets.buckets(data["from_"], data["to"], data["bucket"], data["zone"])
         except buckets.TooManyBuckets as error:
             raise ValidationError(str(error), "bucket") from None
+        except buckets.BeyondCalendar as error:
+            raise ValidationError(str(error), "from" if error.bound == "start" else "to") from None
         return data
 
 
@@ -117,7 +122,8 @@ SERIES_RULES = (
     "and last are clipped to the window. Days start at local midnight (23 or 25 hours on DST "
     "days), weeks on Monday, months on the 1st; hours are real hours (a repeated hour gives two "
     "buckets). `from`/`to` default to the 30 days up to now (rounded up to the minute); more than "
-    "10,000 buckets is a 422. A group's numbers are what `GET /v1/usage` answers for the bucket's "
+    "10,000 buckets is a 422, as are buckets reaching before 0001-01-01 or after 9999-12-31 in "
+    "`tz`. A group's numbers are what `GET /v1/usage` answers for the bucket's "
     "[start, end) restricted to the group. Filters (`operation`, `model`, `status`) may be repeated "
     "to mean any of them. `Accept: text/csv` gives one row per bucket and group.")
 
