@@ -10,6 +10,7 @@ from ..auth import require_scope
 from ..records import Text, WholeMatch
 from ..webhooks import endpoints
 from ..webhooks.outbox import EVENT_TYPES
+from .admin import NOT_ADMIN
 from .blueprint import Blueprint, json_error
 
 blp = Blueprint("webhooks", __name__, url_prefix="/v1",
@@ -84,7 +85,6 @@ class DeliverySchema(Schema):
     delivered_at = fields.DateTime(required=True, format="iso", allow_none=True)
 
 
-NOT_ADMIN = "The key lacks the scope admin."
 WEBHOOK_PATH = {"in": "path", "name": "webhook_id", "description": "The webhook's id.",
                 "schema": {"type": "string", "pattern": endpoints.ENDPOINT_ID_PATTERN},
                 "example": "wh_0f1e2d3c4b5a6978"}
