@@ -22,6 +22,7 @@ from app.db import database
 from app.models import LlmCall, UsageRollup
 from app.records import CallRecordSchema, to_row
 from app.migrate import _router, upgrade
+from app.repository import rollups
 from app.repository.rollups.keep import COMPACT_AFTER
 from app.sketch import SketchSet
 from conftest import Keys, auth, build_app, gunicorn, roll_back_through
@@ -294,11 +295,15 @@ def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
         0: (70_003, {69_999: 0, 70_000: 7, 70_002: 7})}
 
 
-def insert_bypassing_rollups(app, records):
-    """Calls stored as before the rollups existed (or restored from a dump)."""
+def insert_bypassing_rollups(app, records, with_cells=False):
+    """Calls stored as before the rollups existed (or restored from a dump);
+    `with_cells`: and their cells, as the code before budgets (migration 010) stored them."""
     schema = CallRecordSchema()
+    rows = [to_row(schema.load(to_json(r)), r["tenant_id"]) for r in records]
     with app.app_context(), database.atomic():
-        LlmCall.insert_many([to_row(schema.load(to_json(r)), r["tenant_id"]) for r in records]).execute()
+        LlmCall.insert_many(rows).execute()
+        if with_cells:
+            rollups.add(rollups.cells_of(rows))
 
 
 def test_rebuild_recomputes_cells_and_verify_tells(app, runner, keys, stored):
@@ -442,7 +447,7 @@ def cells_stored_at(database_url, tmp_path, migration, seed):
     that code kept them, sketches in 10-byte pairs."""
     app, key = tenant_at(database_url, tmp_path, migration)
     records = random_records(seeded(seed), ["t-a"], 80, START, END)
-    store(app, records)  # the day, month and tenant_month cells 006 and 007 kept too;
+    insert_bypassing_rollups(app, records, with_cells=True)  # the cells 006 and 007 kept too;
     write_sketch_pairs(app, sketch_pairs(app, "<HH"), "<HQ")  # their sketches as those wrote them
     return app, key, records
 
