@@ -21,10 +21,11 @@ ADMIN = "admin"
 
 # What each scope allows; the order is the canonical order keys list them in.
 SCOPES = {
-    USAGE_READ: "the key's own tenant's statistics and series",
-    CALLS_WRITE: "recording calls: for the key's own tenant, or with a superuser key for any tenant",
-    ALL_READ: "every tenant's statistics and series (superuser keys only)",
-    ADMIN: "tenants, API keys, webhooks and the audit log (superuser keys only)",
+    USAGE_READ: "the key's own tenant's statistics, series and budgets",
+    CALLS_WRITE: "recording calls, and the budget check before spending: for the key's own tenant, "
+                 "or with a superuser key for any tenant",
+    ALL_READ: "every tenant's statistics, series and budgets (superuser keys only)",
+    ADMIN: "tenants, API keys, budgets, webhooks and the audit log (superuser keys only)",
 }
 # Scopes that act on every tenant: only a superuser key may hold them.
 CROSS_TENANT = frozenset({ALL_READ, ADMIN})

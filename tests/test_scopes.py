@@ -32,6 +32,11 @@ ROUTES = [
     ("delete", "/v1/keys/0123456789abcdef", None, "admin"),
     ("post", "/v1/keys/0123456789abcdef/rotate", {}, "admin"),
     ("get", "/v1/audit", None, "admin"),
+    ("post", "/v1/tenants/acme/budgets", {"name": "cap", "amount_usd": "1", "period": "day"}, "admin"),
+    ("get", "/v1/budgets", None, "usage:read"),
+    ("get", "/v1/budgets/check", None, "calls:write"),
+    ("post", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}, "admin"),
+    ("get", "/v1/webhooks", None, "admin"),
 ]
 
 
