@@ -9,21 +9,26 @@ from flask_cors import CORS
 from peewee import InterfaceError, OperationalError
 
 from . import api as routes
-from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context
+from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context, timestamp_range
 from .api.blueprint import json_error
 from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
 from .db import ConfigurationError, Limits, database, failures, open_database
 from .jsonio import ExactJSONProvider
 from .repository import PeeweeUsageRepository
+from .webhooks import settings as webhook_settings
 
 CORS_PATHS = r"/v1/*"  # a regular expression, matched at the start of the path, as flask-cors does
 
 API_DESCRIPTION = (
     "Records every LLM call a multi-tenant backend makes and answers usage statistics.\n\n"
     "Authenticate with an API key (`usk_<key_id>_<secret>`) as `Authorization: Bearer <key>` "
-    "or `X-API-Key: <key>`. Tenant keys see and write their own tenant; superuser keys see "
-    "every tenant and administer tenants and keys. Errors are JSON: "
+    "or `X-API-Key: <key>`. Each operation needs one scope, named in its description: "
+    "`usage:read` (the key's own tenant's statistics), `calls:write` (recording calls), "
+    "`all:read` (every tenant's statistics) or `admin` (tenants, keys, budgets, webhooks, the "
+    "audit log); a key "
+    "without it gets 403 naming it. Tenant keys act on their own tenant; superuser keys may "
+    "reach every tenant. Errors are JSON: "
     "`{code, status, message?, errors?, request_id}`. Every response carries `X-Request-ID` "
     "(the client's own, if it sent a sane one): quote it when reporting a problem. "
     "Money is a JSON number exact to 6 decimals; timestamps are RFC 3339 in UTC.\n\n"
@@ -61,6 +66,8 @@ def create_app(config=None):
     METRICS_ALLOW     addresses that may read /metrics (default loopback): app/metrics.py.
     PROXY_COUNT       reverse proxies trusted for X-Forwarded-For (default 0): app/request_context.py.
     RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_PER_KEY, REDIS_URL, REDIS_KEY_PREFIX: app/ratelimits.py.
+    CALLS_ACCEPTED_FROM, CALLS_ACCEPTED_AHEAD: the timestamps a call may have, app/timestamp_range.py.
+    WEBHOOK_RETRY_DELAYS, WEBHOOK_TIMEOUT: webhook delivery, app/webhooks/settings.py.
     """
     # No static folder: the dashboard and /docs serve their own files.
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
@@ -83,6 +90,10 @@ def create_app(config=None):
         RATE_LIMIT_PER_KEY=os.environ.get("RATE_LIMIT_PER_KEY", ""),
         REDIS_URL=os.environ.get("REDIS_URL", ""),
         REDIS_KEY_PREFIX=os.environ.get("REDIS_KEY_PREFIX", "usage"),
+        CALLS_ACCEPTED_FROM=os.environ.get("CALLS_ACCEPTED_FROM", timestamp_range.FROM_DEFAULT),
+        CALLS_ACCEPTED_AHEAD=os.environ.get("CALLS_ACCEPTED_AHEAD", timestamp_range.AHEAD_DEFAULT),
+        WEBHOOK_RETRY_DELAYS=os.environ.get("WEBHOOK_RETRY_DELAYS") or webhook_settings.RETRY_DELAYS_DEFAULT,
+        WEBHOOK_TIMEOUT=os.environ.get("WEBHOOK_TIMEOUT") or webhook_settings.TIMEOUT_DEFAULT,
         API_TITLE="Usage service",
         API_VERSION="v1",
         OPENAPI_VERSION="3.0.3",
@@ -99,6 +110,8 @@ def create_app(config=None):
     if config:
         app.config.update(config)
     _check_operation_settings(app.config)
+    timestamp_range.check_settings(app.config)
+    webhook_settings.check_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["API_SPEC_OPTIONS"]["info"]["description"] = (
         f"{API_DESCRIPTION} Here: {ratelimits.describe(app.config)}.")

@@ -1,8 +1,9 @@
 """The write path for call records: validate everything, then store in bulk.
 
 `flask calls import` (`import_jsonl`) and `POST /v1/usage/calls`
-(`ingest_batch`) both validate with `CallRecordSchema`, resolve tenants here,
-and end in `UsageRepository.add_calls`: one transaction per call, bulk
+(`ingest_batch`) both validate with `CallRecordSchema`, refuse timestamps
+outside the accepted range (`timestamp_range`), resolve tenants here, and
+end in `UsageRepository.add_calls`: one transaction per call, bulk
 inserts, and duplicates (same tenant and call_id) skipped by the database's
 unique index. Nothing is written unless every record is valid. A POSTed batch
 is one transaction; an import is one per IMPORT_TRANSACTION_ROWS records.
@@ -17,6 +18,7 @@ from peewee import SqliteDatabase, chunked
 from . import accounts
 from .db import database
 from .records import CallRecordSchema, parse_json, to_row
+from .timestamp_range import accepted_range
 
 MAX_REPORTED_ERRORS = 100
 
@@ -71,7 +73,7 @@ class _TenantCheck:
         return self.known[tenant_id]
 
 
-def _load_line(schema, line, tenant_exists):
+def _load_line(schema, line, tenant_exists, accepted):
     """The validated record of one JSON line; ValueError with the reason if invalid."""
     try:
         raw = parse_json(line)
@@ -83,6 +85,8 @@ def _load_line(schema, line, tenant_exists):
         record = schema.load(raw)
     except ValidationError as error:
         raise ValueError(describe(error.messages)) from None
+    if accepted.refuses(record["timestamp"]):
+        raise ValueError(f"timestamp: {accepted.reason()}")
     if "tenant_id" not in record:
         raise ValueError("tenant_id: Missing data for required field.")
     if not tenant_exists(record["tenant_id"]):
@@ -115,6 +119,7 @@ def import_jsonl(lines, repository, progress=None):
     """
     schema = CallRecordSchema()
     tenant_exists = _TenantCheck()
+    accepted = accepted_range()
     progress = ImportProgress() if progress is None else progress
     errors, count = [], 0
     with tempfile.TemporaryFile("w+", encoding="utf-8") as spool:
@@ -123,7 +128,7 @@ def import_jsonl(lines, repository, progress=None):
             if not line.strip():
                 continue
             try:
-                _load_line(schema, line, tenant_exists)
+                _load_line(schema, line, tenant_exists, accepted)
             except ValueError as error:
                 count += 1
                 if len(errors) < MAX_REPORTED_ERRORS:
@@ -149,7 +154,7 @@ class CrossTenantWrite(Exception):
 
 
 class BatchRejected(Exception):
-    """Records failed tenant checks; `errors` is {index: {field: [reason]}}."""
+    """Records failed timestamp or tenant checks; `errors` is {index: {field: [reason]}}."""
 
     def __init__(self, errors):
         super().__init__("invalid records")
@@ -162,18 +167,21 @@ def ingest_batch(records, api_key, repository):
     A tenant key writes for its own tenant: `tenant_id` may be left out, and a
     different one is refused (CrossTenantWrite). A superuser key writes for any
     existing tenant and must name it on every record (BatchRejected otherwise).
+    Every timestamp must lie in the accepted range (BatchRejected otherwise).
     """
+    accepted = accepted_range()
+    errors = {index: {"timestamp": [accepted.reason()]}
+              for index, record in enumerate(records) if accepted.refuses(record["timestamp"])}
     if api_key.is_superuser:
         named = {r["tenant_id"] for r in records if "tenant_id" in r}
         known = accounts.existing_tenant_ids(named)
-        errors = {}
         for index, record in enumerate(records):
             if "tenant_id" not in record:
-                errors[index] = {"tenant_id": ["Required with a superuser key."]}
+                errors.setdefault(index, {})["tenant_id"] = ["Required with a superuser key."]
             elif record["tenant_id"] not in known:
-                errors[index] = {"tenant_id": [f"Unknown tenant {record['tenant_id']!r}."]}
-        if errors:
-            raise BatchRejected(errors)
+                errors.setdefault(index, {})["tenant_id"] = [f"Unknown tenant {record['tenant_id']!r}."]
+    if errors:
+        raise BatchRejected(errors)
     # The key's tenant read once: a model's field costs a lookup each time (1 ms a 1000 records).
     own = api_key.tenant_id
     if not api_key.is_superuser and any(r.get("tenant_id", own) != own for r in records):

@@ -139,7 +139,9 @@ class CallRecordSchema(Schema):
     )
     timestamp = UtcDateTime(
         required=True,
-        metadata={"description": "ISO 8601 with an explicit offset; stored in UTC.",
+        metadata={"description": "ISO 8601 with an explicit offset; stored in UTC. Refused outside "
+                                 "the accepted range: by default from 2000-01-01 to a day past the "
+                                 "server's clock (CALLS_ACCEPTED_FROM, CALLS_ACCEPTED_AHEAD).",
                   "example": "2026-11-01T12:00:00Z"},
     )
     call_duration_ms = StrictInteger(

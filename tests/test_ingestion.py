@@ -47,6 +47,7 @@ def test_tenant_key_batch_then_statistics_match(client, tenants):
     assert_stats_equal(json.loads(response.data, parse_float=Decimal), expected_stats(records, "acme"))
 
 
+@pytest.mark.app_config(CALLS_ACCEPTED_FROM="1999-01-01T00:00:00Z")  # before PostgreSQL's zero instant
 def test_any_text_and_instant_is_stored_as_sent(app, client, tenants):
     """Model and error class are any UTF-8 text, instants keep their
     microseconds, and the cells hold the calls: PostgreSQL receives every
