@@ -103,6 +103,16 @@ def test_a_call_dated_9999_12_31_fails_no_tenants_answers(app, client, key):
         assert (status, body["total_calls"], body["total_cost_usd"]) == (200, expected, Decimal("0.25") * expected)
 
 
+def test_verify_reports_calls_past_end_of_time_and_fails(runner, legacy):
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "2 call(s) dated at or after 9999-12-01T00:00:00+00:00 lie past the last month" in result.output
+    result = runner.invoke(args=["rollups", "rebuild"])
+    assert result.exit_code == 0, result.output
+    assert "2 call(s) dated at or after 9999-12-01T00:00:00+00:00" in result.output
+    assert "over 2 month(s)" in result.output  # 0001-01 and 9999-11: no cell can hold 9999-12
+
+
 def test_verify_and_rebuild_visit_only_the_months_holding_calls(app, runner, key):
     stored_as_before(app, [dt.datetime(2000, 1, 1, tzinfo=UTC), dt.datetime(2000, 1, 31, 23, tzinfo=UTC),
                            dt.datetime(2026, 12, 1, 5, tzinfo=UTC)])
