@@ -13,7 +13,6 @@ browser may keep the answer but asks again before using it, with its ETag,
 so conditional GETs keep answering 304. A route that sets its own
 Cache-Control keeps it.
 """
-from flask import request
 
 from . import request_context
 from .auth import presented_key

@@ -13,7 +13,7 @@ from ..accounts import AccountError, get_tenant
 from ..db import database
 from ..models import Budget, Tenant, micros_to_usd, usd_to_micros, utcnow
 from ..repository import spend
-from . import alerts, spending
+from . import alerts
 
 # A change to one of these makes a new revision: its spend is counted and
 # its thresholds fire anew.
