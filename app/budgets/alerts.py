@@ -26,8 +26,9 @@ reached (`fire_reached`). Creating or changing one waits for the batches of
 its tenant in flight (app/budgets/service.py), so no batch stored meanwhile
 can pass by uncounted.
 """
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 
+from ..db import database
 from ..models import Budget, micros_to_usd
 from ..repository import spend
 from ..webhooks import outbox
@@ -65,14 +66,18 @@ def after_calls_stored(rows):
 
 
 def _budgets_of(tenant_ids):
-    """The tenants' budgets, as light rows with the Budget attributes alerts need
-    (a thousand Budget models a batch took 50 ms to build)."""
-    return list(Budget
-                .select(Budget.id, Budget.tenant.alias("tenant_id"), Budget.name, Budget.amount_micro_usd,
-                        Budget.period, Budget.tz, Budget.thresholds_text.alias("thresholds_text"),
-                        Budget.model, Budget.operation, Budget.revision)
-                .where(Budget.tenant.in_(tenant_ids))
-                .namedtuples())
+    """The tenants' budgets, as light rows with the Budget attributes alerts need:
+    a thousand Budget models a batch took 50 ms to build, Peewee's named tuples 16."""
+    query = (Budget
+             .select(*(getattr(Budget, name) for name in _LightBudget._fields))
+             .where(Budget.tenant.in_(tenant_ids)))
+    sql, params = query.sql()
+    return [_LightBudget._make(row) for row in database.execute_sql(sql, params).fetchall()]
+
+
+# The Budget fields alerts read, under their attribute names (`tenant_id` is the column).
+_LightBudget = namedtuple("_LightBudget", ("id", "tenant_id", "name", "amount_micro_usd", "period", "tz",
+                                           "thresholds_text", "model", "operation", "revision"))
 
 
 def fire_reached(budget, now):

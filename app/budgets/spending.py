@@ -19,6 +19,7 @@
   every applicable budget has spent less than its amount.
 """
 import datetime as dt
+import functools
 import json
 import math
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -34,7 +35,14 @@ TOO_EARLY_TO_PROJECT = dt.timedelta(minutes=1)
 
 def thresholds_of(budget):
     """The budget's thresholds as Decimals, ascending."""
-    return [Decimal(text) for text in json.loads(budget.thresholds_text)]
+    return list(_parsed_thresholds(budget.thresholds_text))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parsed_thresholds(text):
+    """A thresholds column's values; budgets share a few texts ("[80, 100]"), and a
+    batch reads a thousand budgets' (an immutable value's cache, not state)."""
+    return tuple(Decimal(value) for value in json.loads(text))
 
 
 def as_number(threshold):
