@@ -67,7 +67,10 @@ def update_budget(budget_id, **changes):
 
 
 def delete_budget(budget_id):
+    """Delete the budget with its counters and alerts; a batch of its tenant in
+    flight commits first, so none writes a counter of it afterwards."""
     with database.atomic():
+        _wait_for_ingestion(get_budget(budget_id).tenant_id)
         budget = get_budget(budget_id)
         budget.delete_instance()
         spend.forget_budget(budget.id)
