@@ -51,7 +51,7 @@ def after_calls_stored(rows):
     counted = spend.add_to_counters(deltas)
     fresh = [key for key, (_, is_fresh) in counted.items() if is_fresh]
     if fresh:  # the period's first batch since the budget or revision began: the exact sums
-        exact = dict(zip(fresh, spend.spent_in_each([_window(by_id[key[0]], period_of[key]) for key in fresh])))
+        exact = dict(zip(fresh, spend.spent_in_each([spending.window(by_id[key[0]], period_of[key]) for key in fresh])))
         spend.initialize(exact)
         counted.update((key, (spent, True)) for key, spent in exact.items())
     needed = {}  # budget id -> spending.threshold_amounts, worked out once a batch
@@ -60,7 +60,7 @@ def after_calls_stored(rows):
         if budget.id not in needed:
             needed[budget.id] = spending.threshold_amounts(budget)
         before = None if is_fresh else after - deltas[key]
-        due = [t for t, amount in needed[budget.id] if after >= amount and (before is None or before < amount)]
+        due = spending.reached_between(needed[budget.id], before, after)
         if due:
             _publish(budget, period_of[key], due, after)
 
@@ -86,13 +86,9 @@ def fire_reached(budget, now):
     period = spending.current_period(budget, now)
     spent = spending.spent_in(budget, period)
     spend.start_counter((budget.id, budget.revision, period.start), spent)
-    due = [t for t, amount in spending.threshold_amounts(budget) if spent >= amount]
+    due = spending.reached_between(spending.threshold_amounts(budget), None, spent)
     if due:
         _publish(budget, period, due, spent)
-
-
-def _window(budget, period):
-    return budget.tenant_id, period.start, period.end, budget.model, budget.operation
 
 
 def _costs_by_minute(rows):

@@ -63,9 +63,20 @@ def current_period(budget, now):
     return periods.containing(now, budget.period, budget.tz)
 
 
+def window(budget, period):
+    """(tenant, start, end, model, operation): the calls the budget counts in `period`."""
+    return budget.tenant_id, period.start, period.end, budget.model, budget.operation
+
+
 def spent_in(budget, period):
     """Micro-dollars the budget counts in `period` (an exact sum of calls)."""
-    return spend.spent(budget.tenant_id, period.start, period.end, budget.model, budget.operation)
+    return spend.spent(*window(budget, period))
+
+
+def reached_between(amounts, before, after):
+    """The thresholds of `amounts` (threshold_amounts) that `after` reaches and
+    `before` did not (None: not known, every one `after` reaches)."""
+    return [t for t, amount in amounts if after >= amount and (before is None or before < amount)]
 
 
 def status(budget, now):
@@ -80,7 +91,7 @@ def status(budget, now):
         "spent_usd": micros_to_usd(spent),
         "remaining_usd": micros_to_usd(max(amount - spent, 0)),
         "percent_used": percent,
-        "thresholds_crossed": [t for t, needed in threshold_amounts(budget) if spent >= needed],
+        "thresholds_crossed": reached_between(threshold_amounts(budget), None, spent),
         "projected_usd": _projected(spent, period, now),
     }
 
