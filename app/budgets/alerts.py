@@ -1,9 +1,10 @@
 """Threshold alerts: every threshold a period's spend reaches fires exactly once.
 
-`after_calls_stored` runs inside the transaction that stores a batch (POST
+`count` runs inside the transaction that stores a batch (POST
 /v1/usage/calls and `calls import` alike), after its INSERT:
 
-1. It reads the budgets of the batch's tenants and adds the batch's ok cost
+1. It takes the budgets of the batch's tenants (`budgets_statement`, read
+   right after the INSERT) and adds the batch's ok cost
    to each (budget, period) counter it touches (`repository.spend`), in key
    order, getting back the counter's new value. The counter's row stays
    locked until COMMIT, so concurrent batches (other workers, overlapping
@@ -37,14 +38,26 @@ from . import periods, spending
 EVENT = "budget.threshold_crossed"
 
 
-def after_calls_stored(rows):
-    """Count the ok cost of stored call `rows` against their tenants' budgets
-    and fire the thresholds it crosses. Call it in the storing transaction."""
-    costs = _costs_by_minute(rows)
-    if not costs:
-        return
-    budgets = _budgets_of({key[0] for key in costs})
-    if not budgets:
+def budgets_statement(tenant_ids):
+    """(sql, params) reading the budgets of `tenant_ids`, for `count`.
+
+    Ingestion sends it in one round trip with its INSERT, after it: a budget
+    being created or changed holds its tenant's row until it commits, and the
+    INSERT waits for that row (its foreign key), so this read, which starts
+    after the INSERT ends, sees every budget that did not count the batch."""
+    return (Budget
+            .select(*(getattr(Budget, name) for name in _LightBudget._fields))
+            .where(Budget.tenant.in_(sorted(tenant_ids)))
+            .sql())
+
+
+def count(costs, budget_rows):
+    """Count `costs` (`costs_of` the stored calls) against the budgets read
+    by `budgets_statement` (its rows) and fire the thresholds it crosses.
+    Call it in the storing transaction."""
+    # Plain named tuples, not Budget models: a thousand models a batch took 50 ms to build.
+    budgets = [_LightBudget._make(row) for row in budget_rows]
+    if not costs or not budgets:
         return
     deltas, period_of = _deltas(budgets, costs)
     by_id = {budget.id: budget for budget in budgets}
@@ -54,25 +67,13 @@ def after_calls_stored(rows):
         exact = dict(zip(fresh, spend.spent_in_each([spending.window(by_id[key[0]], period_of[key]) for key in fresh])))
         spend.initialize(exact)
         counted.update((key, (spent, True)) for key, spent in exact.items())
-    needed = {}  # budget id -> spending.threshold_amounts, worked out once a batch
+    due = []  # (budget, Period, threshold, spent)
     for key, (after, is_fresh) in counted.items():
         budget = by_id[key[0]]
-        if budget.id not in needed:
-            needed[budget.id] = spending.threshold_amounts(budget)
         before = None if is_fresh else after - deltas[key]
-        due = spending.reached_between(needed[budget.id], before, after)
-        if due:
-            _publish(budget, period_of[key], due, after)
-
-
-def _budgets_of(tenant_ids):
-    """The tenants' budgets, as light rows with the Budget attributes alerts need:
-    a thousand Budget models a batch took 50 ms to build, Peewee's named tuples 16."""
-    query = (Budget
-             .select(*(getattr(Budget, name) for name in _LightBudget._fields))
-             .where(Budget.tenant.in_(tenant_ids)))
-    sql, params = query.sql()
-    return [_LightBudget._make(row) for row in database.execute_sql(sql, params).fetchall()]
+        due += [(budget, period_of[key], threshold, after)
+                for threshold in spending.reached_between(spending.threshold_amounts(budget), before, after)]
+    _publish(due)
 
 
 # The Budget fields alerts read, under their attribute names (`tenant_id` is the column).
@@ -86,12 +87,11 @@ def fire_reached(budget, now):
     period = spending.current_period(budget, now)
     spent = spending.spent_in(budget, period)
     spend.start_counter((budget.id, budget.revision, period.start), spent)
-    due = spending.reached_between(spending.threshold_amounts(budget), None, spent)
-    if due:
-        _publish(budget, period, due, spent)
+    _publish([(budget, period, threshold, spent)
+              for threshold in spending.reached_between(spending.threshold_amounts(budget), None, spent)])
 
 
-def _costs_by_minute(rows):
+def costs_of(rows):
     """{(tenant, model, operation, minute): micro-dollars} of the ok rows with a cost.
     Periods start on whole minutes, so a minute lies in one period of every budget."""
     costs = defaultdict(int)
@@ -106,33 +106,45 @@ def _deltas(budgets, costs):
     """({(budget id, revision, period start): micro-dollars}, {same key: Period}).
 
     The costs are summed per period of each (period kind, zone) the tenant's
-    budgets use, and per filter a budget can have (model, operation, both,
-    neither); each budget then reads its own sums. Twenty budgets of fifty
-    tenants, and a batch spread over a day, take a few milliseconds so."""
+    budgets use, then per filter a budget has (model, operation, both,
+    neither), each sum worked out once and shared by the budgets that ask
+    for it: twenty budgets of fifty tenants, and a batch spread over a day,
+    take a few milliseconds so."""
     by_tenant = defaultdict(list)
     for (tenant, model, operation, minute), cost in costs.items():
         by_tenant[tenant].append((model, operation, minute, cost))
     calendars = _Calendars()
-    sums = {}  # (tenant, kind, tz) -> {(model or None, operation or None): {period start: cost}}
+    by_period = {}  # (tenant, kind, tz) -> {(model, operation, period start): cost}
+    matching = {}  # (tenant, kind, tz, model filter, operation filter) -> {period start: cost}
     deltas, period_of = {}, {}
     for budget in budgets:
         calendar = calendars[budget.period, budget.tz]
         kind = (budget.tenant_id, budget.period, budget.tz)
-        if kind not in sums:
-            sums[kind] = _sums(by_tenant[budget.tenant_id], calendar)
-        for start, cost in sums[kind].get((budget.model, budget.operation), {}).items():
+        view = (*kind, budget.model, budget.operation)
+        if view not in matching:
+            if kind not in by_period:
+                by_period[kind] = _summed_by_period(by_tenant[budget.tenant_id], calendar)
+            matching[view] = _matching(by_period[kind], budget.model, budget.operation)
+        for start, cost in matching[view].items():
             key = (budget.id, budget.revision, start)
             deltas[key], period_of[key] = cost, calendar.periods[start]
     return deltas, period_of
 
 
-def _sums(tenant_costs, calendar):
-    sums = defaultdict(lambda: defaultdict(int))
+def _summed_by_period(tenant_costs, calendar):
+    sums = defaultdict(int)
     for model, operation, minute, cost in tenant_costs:
-        start = calendar.start_of(minute)
-        for key in ((model, operation), (model, None), (None, operation), (None, None)):
-            sums[key][start] += cost
+        sums[model, operation, calendar.start_of(minute)] += cost
     return sums
+
+
+def _matching(sums, model, operation):
+    """{period start: cost} of the (model, operation, start) sums a budget's filters keep."""
+    kept = defaultdict(int)
+    for (call_model, call_operation, start), cost in sums.items():
+        if (model is None or model == call_model) and (operation is None or operation == call_operation):
+            kept[start] += cost
+    return kept
 
 
 class _Calendar:
@@ -143,9 +155,9 @@ class _Calendar:
         self.periods = {}  # start -> Period
 
     def start_of(self, minute):
-        for start, period in self.periods.items():
-            if start <= minute < period.end:
-                return start
+        for period in self.periods.values():
+            if period.start <= minute < period.end:
+                return period.start
         period = periods.containing(minute, self.kind, self.tz)
         self.periods[period.start] = period
         return period.start
@@ -157,17 +169,23 @@ class _Calendars(dict):
         return calendar
 
 
-def _publish(budget, period, due, spent):
-    """Claim the `due` thresholds of the budget's period and publish those
-    that no transaction claimed before."""
-    for threshold in spend.claim_alerts(budget.id, budget.revision, period.start, [str(t) for t in due]):
-        outbox.publish(EVENT, budget.tenant_id, {
-            "budget_id": budget.id,
-            "budget_name": budget.name,
-            "tenant_id": budget.tenant_id,
-            "threshold": spending.as_number(threshold),
-            "amount_usd": str(micros_to_usd(budget.amount_micro_usd)),
-            "spent_usd": str(micros_to_usd(spent)),
-            "period_start": period.local(period.start),
-            "period_end": period.local(period.end),
-        })
+def _publish(due):
+    """Claim the `due` thresholds, (budget, Period, threshold, spent) each,
+    and publish those that no transaction claimed before: one statement
+    claims them all, three publish them (a backfilled batch may cross
+    dozens at once)."""
+    if not due:
+        return
+    claimed = spend.claim_alerts([(budget.id, budget.revision, period.start, str(threshold))
+                                  for budget, period, threshold, _ in due])
+    outbox.publish_all(EVENT, [(budget.tenant_id, {
+        "budget_id": budget.id,
+        "budget_name": budget.name,
+        "tenant_id": budget.tenant_id,
+        "threshold": spending.as_number(threshold),
+        "amount_usd": str(micros_to_usd(budget.amount_micro_usd)),
+        "spent_usd": str(micros_to_usd(spent)),
+        "period_start": period.local(period.start),
+        "period_end": period.local(period.end),
+    }) for budget, period, threshold, spent in due
+        if (budget.id, budget.revision, period.start, str(threshold)) in claimed])

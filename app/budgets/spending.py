@@ -55,8 +55,13 @@ def threshold_amounts(budget):
     """[(threshold, micro-dollars that reach it)]: spent ≥ t% of the amount,
     compared exactly (spent × 100 ≥ t × amount, spent a whole number of
     micro-dollars), never through a rounded percentage."""
-    amount = budget.amount_micro_usd
-    return [(t, math.ceil(t * amount / 100)) for t in thresholds_of(budget)]
+    return _amounts(budget.thresholds_text, budget.amount_micro_usd)
+
+
+@functools.lru_cache(maxsize=4096)
+def _amounts(thresholds_text, amount):
+    """A batch works out a thousand budgets' amounts: each once (an immutable value's cache)."""
+    return tuple((t, math.ceil(t * amount / 100)) for t in _parsed_thresholds(thresholds_text))
 
 
 def current_period(budget, now):

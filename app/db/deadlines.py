@@ -136,8 +136,9 @@ def fetch_sql(sql, params=()):
 
 @contextmanager
 def pipelined(statements):
-    """Run `statements` [(sql, params)], yielding a list that holds all their
-    rows, in order, once the block is over: the block must not need them.
+    """Run `statements` [(sql, params)], yielding a list that holds, once the
+    block is over, the rows of each statement (a list per statement, in
+    order): the block must not need them.
 
     PostgreSQL: they are sent at once in pipeline mode, and the block runs
     while the server executes them (Python work there costs no time); one
@@ -147,10 +148,10 @@ def pipelined(statements):
     no other writer waiting.
     """
     db = database.obj
-    rows = []
+    results = []
     if not isinstance(db, PostgresqlDatabase):
-        yield rows
-        rows += [row for sql, params in statements for row in db.execute_sql(sql, params)]
+        yield results
+        results += [db.execute_sql(sql, params).fetchall() for sql, params in statements]
         return
     with _watched(db), __exception_wrapper__:
         conn = db.connection()
@@ -158,9 +159,8 @@ def pipelined(statements):
             cursors = [conn.cursor() for _ in statements]
             for cursor, (sql, params) in zip(cursors, statements):
                 cursor.execute(sql, params)
-            yield rows
-            for cursor in cursors:
-                rows += cursor.fetchall()
+            yield results
+            results += [cursor.fetchall() for cursor in cursors]
 
 
 def _watched(db):

@@ -55,20 +55,25 @@ def add_calls(rows):
     inside would add to the time every other writer waits. The cells are
     built from every row while PostgreSQL runs the INSERT, or before SQLite
     takes its lock (`pipelined`): a batch is mostly new calls, and its 5 ms
-    of cell building then cost nothing. When some rows were not stored (a
-    retry), the cells are built again from those that were. The stored rows'
-    cost then counts against their tenants' budgets, and the thresholds it
+    of cell building then cost nothing; the same goes for the costs it adds
+    to budgets, whose budgets are read in the same round trip, right after
+    the INSERT. When some rows were not stored (a retry), the cells and
+    costs are worked out again from those that were. The stored rows' cost
+    then counts against their tenants' budgets, and the thresholds it
     crosses fire, in the same transaction (app/budgets/alerts.py).
     """
     statements = _insert_ignoring_duplicates(rows)
+    budgets_read = budget_alerts.budgets_statement({row["tenant"] for row in rows})
     with database.atomic():
-        with pipelined(statements) as created:
-            cells = rollups.cells_of(rows)
+        with pipelined([*statements, budgets_read]) as results:
+            cells, costs = rollups.cells_of(rows), budget_alerts.costs_of(rows)
+        *inserted, budgets = results
+        created = [key for keys in inserted for key in keys]
         stored = rows if len(created) == len(rows) else _created_rows(rows, created)
         if stored is not rows:
-            cells = rollups.cells_of(stored)
+            cells, costs = rollups.cells_of(stored), budget_alerts.costs_of(stored)
         rollups.add(cells)
-        budget_alerts.after_calls_stored(stored)
+        budget_alerts.count(costs, budgets)
     received = Counter(row["tenant"] for row in rows)
     stored = Counter(tenant_id for tenant_id, _ in created)
     return Added(len(created), len(rows) - len(created),

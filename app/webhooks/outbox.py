@@ -22,33 +22,53 @@ def publish(event_type: str, tenant_id: str, data: dict):
     wants it now: not disabled nor deleted, subscribed to every type or to
     this one, and to every tenant or to this one.
 
-    Call it inside the caller's `database.atomic()`. One query reads the
-    endpoints; if none wants the event nothing is written and None is
-    returned, else the WebhookEvent (two more statements: the event, its
-    deliveries).
+    Call it inside the caller's `database.atomic()`. If no endpoint wants
+    the event nothing is written and None is returned, else the WebhookEvent.
+    """
+    published = publish_all(event_type, [(tenant_id, data)])
+    return published[0] if published else None
+
+
+def publish_all(event_type: str, events):
+    """`publish` each (tenant_id, data) of `events`; return the WebhookEvents
+    written. Three statements whatever their number (one reads the
+    endpoints, one writes the events, one their deliveries): an ingested
+    batch may cross dozens of thresholds at once.
     """
     if event_type not in EVENT_TYPES:
         raise ValueError(f"Unknown event type {event_type!r}: add it to EVENT_TYPES first.")
     if not database.in_transaction():
         raise RuntimeError("publish() belongs in the transaction of what caused the event")
-    endpoint_ids = [endpoint_id for endpoint_id, events in _live_endpoints(tenant_id)
-                    if events is None or event_type in events.split()]
-    if not endpoint_ids:
-        return None
-    event = WebhookEvent.create(id=f"evt_{secrets.token_hex(16)}", type=event_type, tenant_id=tenant_id,
-                                data=json.dumps(data, sort_keys=True), created_at=utcnow())
-    (WebhookDelivery
-     .insert_many([{"event": event.id, "endpoint": endpoint_id, "status": WebhookDelivery.PENDING,
-                    "next_attempt_at": event.created_at} for endpoint_id in endpoint_ids])
-     .as_rowcount()
-     .execute())
-    return event
+    if not events:
+        return []
+    endpoints = [(endpoint_id, tenant) for endpoint_id, tenant, events_text in _live_endpoints({t for t, _ in events})
+                 if events_text is None or event_type in events_text.split()]
+    now = utcnow()
+    written, deliveries = [], []
+    for tenant_id, data in events:
+        wanted = [endpoint_id for endpoint_id, tenant in endpoints if tenant is None or tenant == tenant_id]
+        if wanted:
+            event = WebhookEvent(id=f"evt_{secrets.token_hex(16)}", type=event_type, tenant_id=tenant_id,
+                                 data=json.dumps(data, sort_keys=True), created_at=now)
+            written.append(event)
+            deliveries += [{"event": event.id, "endpoint": endpoint_id, "status": WebhookDelivery.PENDING,
+                            "next_attempt_at": now} for endpoint_id in wanted]
+    if written:
+        (WebhookEvent
+         .insert_many([event.__data__ for event in written])
+         .as_rowcount()
+         .execute())
+        (WebhookDelivery
+         .insert_many(deliveries)
+         .as_rowcount()
+         .execute())
+    return written
 
 
-def _live_endpoints(tenant_id):
-    """(id, events text) of the endpoints that may want an event of `tenant_id`."""
+def _live_endpoints(tenant_ids):
+    """(id, tenant, events text) of the endpoints that may want an event of one of `tenant_ids`."""
     return (WebhookEndpoint
-            .select(WebhookEndpoint.id, WebhookEndpoint.events_text)
+            .select(WebhookEndpoint.id, WebhookEndpoint.tenant, WebhookEndpoint.events_text)
             .where(WebhookEndpoint.disabled_at.is_null() & WebhookEndpoint.deleted_at.is_null()
-                   & (WebhookEndpoint.tenant.is_null() | (WebhookEndpoint.tenant == tenant_id)))
+                   & (WebhookEndpoint.tenant.is_null() | WebhookEndpoint.tenant.in_(list(tenant_ids))))
             .tuples())
