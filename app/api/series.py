@@ -38,17 +38,28 @@ def _unique(values):
         raise ValidationError("A dimension may be named only once.")
 
 
-class SeriesArgs(WindowArgs):
-    bucket = fields.String(load_default="day", validate=validate.OneOf(buckets.UNITS),
-                           metadata={"description": "Bucket size, on the calendar of `tz`."})
-    tz = fields.String(load_default="UTC", metadata={
-        "description": "IANA time zone of the buckets, e.g. `Europe/Berlin`.", "example": "Europe/Berlin"})
+class FilterArgs(Schema):
+    """Which calls a series or the call log reads (app/api/calls_log.py)."""
+
     operation = fields.List(fields.String(validate=WholeMatch(OPERATION_PATTERN)), load_default=list,
                             metadata={"description": "Only these operations (repeat for any of several)."})
     model = fields.List(Text(validate=validate.Length(1, 255)), load_default=list,
                         metadata={"description": "Only these models (repeat for any of several)."})
     status = fields.List(fields.String(validate=validate.OneOf(["ok", "error"])), load_default=list,
                          metadata={"description": "Only records with this status."})
+
+
+class TenantFilterArgs(Schema):
+    tenant_id = fields.List(fields.String(validate=WholeMatch(TENANT_ID_PATTERN)), load_default=list,
+                            metadata={"description": "Only these tenants (repeat for any of several)."})
+
+
+# Fields come in reverse MRO order: the window, the filters, then the buckets.
+class SeriesArgs(FilterArgs, WindowArgs):
+    bucket = fields.String(load_default="day", validate=validate.OneOf(buckets.UNITS),
+                           metadata={"description": "Bucket size, on the calendar of `tz`."})
+    tz = fields.String(load_default="UTC", metadata={
+        "description": "IANA time zone of the buckets, e.g. `Europe/Berlin`.", "example": "Europe/Berlin"})
 
     @post_load
     def with_buckets(self, data, **kwargs):
@@ -84,10 +95,8 @@ class TenantSeriesArgs(SeriesArgs):
     group_by = _group_by(DIMENSIONS)
 
 
-class AllSeriesArgs(SeriesArgs):
+class AllSeriesArgs(TenantFilterArgs, SeriesArgs):
     group_by = _group_by(("tenant_id", *DIMENSIONS))
-    tenant_id = fields.List(fields.String(validate=WholeMatch(TENANT_ID_PATTERN)), load_default=list,
-                            metadata={"description": "Only these tenants (repeat for any of several)."})
 
 
 class GroupKeysSchema(Schema):

@@ -35,7 +35,9 @@ class QueryDateTime(UtcDateTime):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-class WindowArgs(Schema):
+class BoundsArgs(Schema):
+    """The half-open window [`from`, `to`) of a query string."""
+
     error_messages = {"unknown": "Unknown query parameter."}
 
     from_ = QueryDateTime(
@@ -47,17 +49,21 @@ class WindowArgs(Schema):
         metadata={"description": "Exclusive upper bound. " + WINDOW_RULE, "example": "2026-12-01T00:00:00Z"},
     )
 
+    @validates_schema
+    def to_after_from(self, data, **kwargs):
+        if data["from_"] and data["to"] and data["to"] <= data["from_"]:
+            raise ValidationError("Must be later than 'from'.", "to")
+
+
+class WindowArgs(BoundsArgs):
+    """The window of statistics, and how their percentiles are computed."""
+
     percentiles = fields.String(
         load_default=EXACT, validate=validate.OneOf(PRECISIONS),
         metadata={"description": "`exact` (the default): percentiles of the window's records. "
                                  "`approximate`: from rollups, each within 1% of the exact value "
                                  "and between `min` and `max`, at a cost that does not grow with "
                                  "the number of calls; every other number is identical either way."})
-
-    @validates_schema
-    def to_after_from(self, data, **kwargs):
-        if data["from_"] and data["to"] and data["to"] <= data["from_"]:
-            raise ValidationError("Must be later than 'from'.", "to")
 
 
 class DistributionSchema(Schema):
