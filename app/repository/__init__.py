@@ -8,7 +8,8 @@
 - `percentiles`: percentiles of llm_call rows per group, where the engines
   differ;
 - `writes`: ingestion (bulk, idempotent inserts, and the rollups kept with them);
-- `rollups`: usage_rollup, the cells `percentiles=approximate` reads.
+- `rollups`: usage_rollup, the cells `percentiles=approximate` reads;
+- `calls_log`: the stored calls themselves, newest first, by page or in chunks.
 
 Statistics take a fixed number of statements whatever the number of
 tenants, buckets and groups: per-tenant usage one (aggregates per
@@ -33,7 +34,7 @@ from .. import statistics
 from ..db import statistics_transaction
 from ..models import LlmCall
 from ..statistics import BREAKDOWNS, Cell, Totals
-from . import rollups, scans
+from . import calls_log, rollups, scans
 from .columns import COLUMNS
 from .percentiles import percentiles_per_group
 from .scans import Scan
@@ -52,6 +53,10 @@ class UsageRepository(Protocol):
     def series(self, buckets, group_by, filters, precision=EXACT): ...
 
     def add_calls(self, rows): ...  # -> writes.Added
+
+    def calls_page(self, window, filters, limit, high_water_id=None, after=None): ...  # -> calls_log.page
+
+    def calls_export(self, window, filters): ...  # -> calls_log.chunks
 
 
 class PeeweeUsageRepository:
@@ -115,6 +120,14 @@ class PeeweeUsageRepository:
         return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
 
     add_calls = staticmethod(add_calls)
+
+    def calls_page(self, window, filters, limit, high_water_id=None, after=None):
+        """A page of the call log (`calls_log.page`); `filters` as for `series`."""
+        return calls_log.page(_in_window(window) & scans.matching(filters), limit, high_water_id, after)
+
+    def calls_export(self, window, filters):
+        """Every call of the window and filters, in chunks (`calls_log.chunks`)."""
+        return calls_log.chunks(_in_window(window) & scans.matching(filters))
 
 
 def _approximate(precision, windows):
