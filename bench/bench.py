@@ -10,8 +10,12 @@ SQLITE_BUSY_TIMEOUT).
 
 1. seeds synthetic calls (default 1,000,000 over 50 tenants `bench-t000`... and
    90 days ending now), replacing earlier `bench-*` calls (`--no-seed`: keep them),
-   as raw rows, then rebuilds the rollups (`rollups rebuild`), reporting both rates,
-   and compacts the database if it deleted calls (VACUUM [FULL]);
+   as raw rows drawn with NumPy and written by COPY (PostgreSQL) or one executemany
+   transaction (SQLite), bench/seeding.py; then rebuilds the rollups (`rollups
+   rebuild`), reporting both rates. If llm_call held bench calls alone, it and
+   usage_rollup were emptied at once (TRUNCATE) and llm_call's indexes built after
+   the rows; else the bench calls were DELETEd, and the database is compacted
+   (VACUUM [FULL]);
 2. under gunicorn (2 workers), measures p50/p95 latency of GET /v1/usage (key of
    bench-t000) and GET /v1/usage/all (superuser key of `bench-ops`), last 30 days
    and all history, then of the series routes: /v1/usage/all/series over 30 days
@@ -56,6 +60,7 @@ from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+import numpy as np
 from peewee import PostgresqlDatabase
 
 from app import accounts, create_app
@@ -64,19 +69,14 @@ from app.db import POSTGRES_OPTIONS, database, sqlite_pragmas
 from app.models import LlmCall, Tenant
 from app.repository import rollups
 
+import seeding
+from seeding import ERRORS, MODELS, OPERATIONS, tenant_ids
+
 ROOT = Path(__file__).resolve().parent.parent
 UTC = dt.timezone.utc
-OPERATIONS = ("analyze", "summarize", "summarize_aggregate", "assign_codes")
-MODELS = {"gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0), "claude-haiku": (0.8, 4.0)}  # micro-USD/token
-ERRORS = ("RateLimitError", "APITimeoutError", "InternalServerError")
-CHUNK = 2000  # rows per INSERT: 13 columns stay under SQLite's 32,766 parameters
 BATCH = 1000  # records per ingestion request / raw transaction
 SUPER_TENANT = "bench-ops"
 DEFAULT_URL = f"sqlite:///{ROOT / 'instance' / 'bench.db'}"
-
-
-def tenant_ids(count):
-    return [f"bench-t{i:03d}" for i in range(count)]
 
 
 def synthetic_call(rng, tenants, now, span_s):
@@ -101,9 +101,10 @@ def synthetic_call(rng, tenants, now, span_s):
     }
 
 
-def seed(args, now, calls):
-    """Replace the bench calls by `calls` synthetic ones, then rebuild the
-    rollups; return whether earlier calls were deleted."""
+def seed(args, url, now, calls):
+    """Replace the bench calls by `calls` synthetic ones (bench/seeding.py),
+    then rebuild the rollups; return whether earlier calls were deleted row
+    by row (dead rows that `Raw.compact` rewrites away)."""
     tenants = tenant_ids(args.tenants)
     existing = {t for (t,) in Tenant.select(Tenant.tenant_id).tuples()}
     for tenant_id in tenants + [SUPER_TENANT]:
@@ -111,31 +112,25 @@ def seed(args, now, calls):
             accounts.create_tenant(tenant_id, allows_superusers=tenant_id == SUPER_TENANT)
     if args.no_seed and not args.ladder:
         return False
-    started = time.perf_counter()
-    deleted = LlmCall.delete().where(LlmCall.tenant.startswith("bench-")).execute()
-    if deleted:
-        print(f"deleted {deleted:,} earlier bench calls in {time.perf_counter() - started:.1f} s")
-    rng, span_s = random.Random(args.seed), args.days * 86400
-    started, done = time.perf_counter(), 0
-    while done < calls:
-        with database.atomic():  # one transaction per 100,000 rows
-            for _ in range(50):
-                size = min(CHUNK, calls - done)
-                if size <= 0:
-                    break
-                created_at = dt.datetime.now(UTC)
-                rows = [{**synthetic_call(rng, tenants, now, span_s), "created_at": created_at}
-                        for _ in range(size)]
-                LlmCall.insert_many(rows).execute()
-                done += size
-        if sys.stderr.isatty():
-            print(f"\r  seeded {done:,} / {calls:,}", end="", file=sys.stderr, flush=True)
-    elapsed = time.perf_counter() - started
+    database.close()
+    database.obj.close_all()  # SQLite leaves WAL for the seed only as the file's one connection
+    raw = Raw(url)
+    chunks = seeding.generated(np.random.default_rng(args.seed), calls, args.tenants, now, args.days * 86400,
+                               progress=lambda done: sys.stderr.isatty() and print(
+                                   f"\r  seeded {done:,} / {calls:,}", end="", file=sys.stderr, flush=True))
+    try:
+        seeded = (seeding.seed_postgres if raw.pg else seeding.seed_sqlite)(raw.conn, chunks, now)
+    finally:
+        raw.conn.close()
     print(f"\r{'':40}\r" if sys.stderr.isatty() else "", end="", file=sys.stderr)
-    print(f"seeded {done:,} calls over {args.tenants} tenants / {args.days} days "
-          f"in {elapsed:.1f} s ({done / elapsed:,.0f} rows/s)")
+    for note in seeded.notes:
+        print(note)
+    elapsed = seeded.write_s + seeded.build_s
+    print(f"seeded {seeded.rows:,} calls over {args.tenants} tenants / {args.days} days in {elapsed:.1f} s "
+          f"({seeded.rows / elapsed:,.0f} rows/s: rows {seeded.write_s:.1f} s, "
+          f"then indexes and keys {seeded.build_s:.1f} s)")
     rebuild_rollups()
-    return deleted > 0
+    return bool(seeded.deleted)
 
 
 def rebuild_rollups():
@@ -559,7 +554,7 @@ def main():
     by_scale = {}
     for number, calls in enumerate(scales):
         with app.app_context():
-            deleted = seed(args, now, calls)
+            deleted = seed(args, url, now, calls)
             made = {"tenant": accounts.create_key("bench-t000", "bench"),
                     "super": accounts.create_key(SUPER_TENANT, "bench", is_superuser=True)}
             keys = {role: key_string for role, (_, key_string) in made.items()}
