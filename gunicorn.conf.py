@@ -115,3 +115,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Answers that stream longer than `timeout` (the call log's exports) check
+    in for the worker as they go (app/liveness.py)."""
+    from app import liveness
+
+    liveness.install(worker.notify)

@@ -24,6 +24,8 @@ ROUTES = [
     ("post", "/v1/usage/calls", {"calls": [CALL]}, "calls:write"),
     ("get", "/v1/usage/all", None, "all:read"),
     ("get", "/v1/usage/all/series", None, "all:read"),
+    ("get", "/v1/usage/calls", None, "usage:read"),
+    ("get", "/v1/usage/all/calls", None, "all:read"),
     ("get", "/v1/tenants", None, "admin"),
     ("post", "/v1/tenants", {"tenant_id": "newco"}, "admin"),
     ("get", "/v1/tenants/acme", None, "admin"),
