@@ -11,6 +11,7 @@ import datetime as dt
 import io
 import json
 import runpy
+import sys
 import threading
 from decimal import Decimal
 
@@ -167,3 +168,16 @@ def test_an_export_checks_in_with_gunicorn_after_each_chunk(client, log, monkeyp
     liveness.notify()
     assert beats[-1] == "worker"
 
+
+def test_the_memory_bench_measures_an_export_served_by_gunicorn(app, log, live_server):
+    sys.path.insert(0, str(ROOT / "bench"))
+    import export_rss
+
+    log(varied("acme", 20) + [record("globex", T0, model="a\nb")])
+    workers = export_rss.worker_pids(live_server)
+    assert len(workers) == 3
+    for accept in (NDJSON, CSV):
+        result = export_rss.measure_export(live_server, log.reader, accept)
+        assert (result["rows"], result["accept"], result["peak_reset"]) == (21, accept, True)
+        assert result["worker"] in workers and result["peak_rss_kib"] > 10_000
+        assert "21 rows" in export_rss.report(result)
