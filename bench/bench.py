@@ -21,10 +21,15 @@ SQLITE_BUSY_TIMEOUT).
    and all history, then of the series routes: /v1/usage/all/series over 30 days
    by day grouped by tenant_id, and /v1/usage/series over 90 days by hour, each
    with percentiles=exact and =approximate: `--requests` sequential requests
-   after one warm-up;
+   after one warm-up; then, in each of `--zones` (bench/zones.py), the dashboard
+   page's own three requests sent at once as the page sends them (30 local days),
+   /v1/usage/all/series over 90 local days by day grouped by tenant_id, and
+   /v1/usage/all over 30 local days up to now: one table, the zone a column;
 3. times the baseline, the same answer by hand-written SQL through the raw driver
-   (sqlite3 / psycopg), same windows and repetitions, taking turns with the
-   service's requests of the same measurement;
+   (sqlite3 / psycopg; bench/baseline.py), same windows and repetitions, taking
+   turns with the service's requests of the same measurement. Local days: on
+   PostgreSQL date_trunc on the zone's wall clock, on SQLite (no zones) a CASE
+   comparing each timestamp with the local midnights computed in Python;
 4. POSTs `--ingest-batches` batches of 1000 records to /v1/usage/calls (if it
    exists) and compares with raw INSERT ... ON CONFLICT DO NOTHING of as many rows
    (executemany, one transaction per 1000 rows), for two shapes of batch: `live`
@@ -70,6 +75,7 @@ from app.models import LlmCall, Tenant
 from app.repository import rollups
 
 import seeding
+import zones
 from baseline import Raw, baseline_answer, baseline_series
 from seeding import ERRORS, MODELS, OPERATIONS, tenant_ids
 
@@ -254,16 +260,30 @@ def measure_reads(args, base, raw, keys, now):
 
 
 def report_growth(by_scale):
-    """How each measurement grows from the smallest scale to the largest."""
+    """How each measurement grows from the smallest scale to the largest; the
+    zone measurements' rows (keyed by a fourth value, the zone) name it."""
     scales = sorted(by_scale)
     smallest, largest = by_scale[scales[0]], by_scale[scales[-1]]
     print(f"\ngrowth from {scales[0]:,} to {scales[-1]:,} calls (service p50, largest / smallest):")
+    print(f"{'zone':<16}{'endpoint':<22}{'window':<20}{'percentiles':<13}{'growth':>9}")
     for row in largest:
-        path, label, precision = row
+        path, label, precision, *zone = row
         if row in smallest:
-            exact = largest.get((path, label, "exact"))
+            exact = largest.get((path, label, "exact", *zone))
             share = f"   {largest[row][0] / exact[0]:.1%} of exact" if precision != "exact" and exact else ""
-            print(f"{path:<22}{label:<20}{precision:<13}{largest[row][0] / smallest[row][0]:>8.2f}x{share}")
+            print(f"{(zone or ['UTC'])[0]:<16}{path:<22}{label:<20}{precision:<13}"
+                  f"{largest[row][0] / smallest[row][0]:>8.2f}x{share}")
+
+
+def measure_zones(args, base, url, keys, now):
+    """bench/zones.py's measurements, the baseline on three connections."""
+    raws = [Raw(url) for _ in range(3)]
+    try:
+        return zones.measure(args.zones, now, raws, lambda path: http(base, path, keys["super"]),
+                             timed, pct, args.requests)
+    finally:
+        for raw in raws:
+            raw.conn.close()
 
 
 # Two shapes of batch: what the backend posts as calls happen (one tenant's
@@ -375,6 +395,8 @@ def parse_args():
     parser.add_argument("--seed", type=int, default=42, help="random seed of the synthetic calls")
     parser.add_argument("--no-seed", action="store_true",
                         help="keep the bench calls already stored instead of seeding new ones")
+    parser.add_argument("--zones", type=zones.zone_list, default=zones.DEFAULT_ZONES,
+                        help="IANA zones whose dashboards are measured (bench/zones.py); '' for none")
     parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
     parser.add_argument("--ingest-batches", type=int, default=20,
                         help=f"batches of {BATCH} records to POST (and to insert raw)")
@@ -413,6 +435,8 @@ def main():
             proc, base = start_gunicorn(url, log)
             try:
                 by_scale[total] = measure_reads(args, base, raw, keys, now)
+                if args.zones:
+                    by_scale[total].update(measure_zones(args, base, url, keys, now))
                 if number == len(scales) - 1 and args.ingest_batches:
                     for shape in INGESTION_SHAPES:
                         measure_ingestion(args, app, base, raw, keys, now, shape)
