@@ -1,6 +1,7 @@
 """The baseline: each answer by hand-written SQL through the raw driver
 (sqlite3 / psycopg) on the benchmark's database, and that driver (`Raw`)."""
 import datetime as dt
+import sqlite3
 import time
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo
@@ -10,6 +11,7 @@ from peewee import PostgresqlDatabase
 from app.db import POSTGRES_OPTIONS, database, sqlite_pragmas
 
 UTC = dt.timezone.utc
+SIZED = ("llm_call", "usage_rollup")  # the raw calls and their rollup cells
 
 
 class Raw:
@@ -44,6 +46,28 @@ class Raw:
         else:
             self.conn.execute("VACUUM")
         print(f"compacted the database in {time.perf_counter() - started:.1f} s")
+
+    def sizes(self):
+        """({table: (rows, table bytes, index bytes)} of llm_call and
+        usage_rollup, how the bytes were measured). PostgreSQL: pg_table_size
+        (with TOAST) and pg_indexes_size, which pg_total_relation_size adds up.
+        SQLite: the pages of each b-tree by the dbstat virtual table; where
+        SQLite lacks it, the file's pages alone (page_count), not split."""
+        rows = {table: self.query(f"SELECT COUNT(*) FROM {table}")[0][0] for table in SIZED}
+        if self.pg:
+            found = self.query("SELECT relname, pg_table_size(oid), pg_indexes_size(oid) FROM pg_class"
+                               " WHERE oid IN ('llm_call'::regclass, 'usage_rollup'::regclass)")
+            return ({t: (rows[t], table, index) for t, table, index in found},
+                    "pg_table_size + pg_indexes_size = pg_total_relation_size")
+        try:
+            found = self.query("SELECT m.tbl_name, m.type, SUM(s.pgsize) FROM dbstat('main', 1) AS s"
+                               " JOIN sqlite_master AS m ON m.name = s.name"
+                               " WHERE m.tbl_name IN ('llm_call', 'usage_rollup') GROUP BY 1, 2")
+        except sqlite3.OperationalError:  # no dbstat in this SQLite
+            pages = self.query("SELECT page_count * page_size FROM pragma_page_count, pragma_page_size")[0][0]
+            return {t: (rows[t], 0, 0) for t in SIZED}, f"dbstat missing: the whole file is {pages:,} bytes"
+        kinds = {(t, kind): size for t, kind, size in found}
+        return {t: (rows[t], kinds.get((t, "table"), 0), kinds.get((t, "index"), 0)) for t in SIZED}, "dbstat"
 
     def ts(self, moment):
         """A UTC datetime as the column stores it (naive; text on SQLite)."""

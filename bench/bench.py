@@ -37,9 +37,14 @@ SQLITE_BUSY_TIMEOUT).
    `backfill` (every tenant, spread over the last day). The raw insert keeps no
    rollups; the service keeps them in the same transaction.
 
+After each seed it prints the rows and bytes of llm_call and of usage_rollup,
+indexes included (PostgreSQL: pg_table_size and pg_indexes_size; SQLite: the
+dbstat virtual table, or only the file's size where SQLite lacks it).
+
 `--ladder 10000,100000,1000000` runs 1-3 at each scale (the ingestion once, at
 the last) and then prints each measurement's growth from the smallest scale
-to the largest, and the approximate time as a share of the exact one.
+to the largest, the zones' included, the approximate time as a share of the
+exact one, and the tables' sizes at every scale.
 
 ratio = service time / baseline time (ingestion: raw rate / service rate, the
 same thing): 1.0 means no cost over the SQL itself, 3.0 three times as long. The
@@ -275,6 +280,19 @@ def report_growth(by_scale):
                   f"{largest[row][0] / smallest[row][0]:>8.2f}x{share}")
 
 
+def report_sizes(sizes_by_scale):
+    """Rows and bytes of llm_call and usage_rollup at each scale (Raw.sizes)."""
+    print(f"\n{'calls':>12}  {'table':<14}{'rows':>12}{'total MB':>11}{'table MB':>11}{'index MB':>11}"
+          f"{'bytes / llm_call':>18}")
+    for total, (sizes, source) in sorted(sizes_by_scale.items()):
+        raw_bytes = sum(sizes["llm_call"][1:])
+        for table, (rows, table_bytes, index_bytes) in sizes.items():
+            share = f"{(table_bytes + index_bytes) / raw_bytes:>18.3f}" if raw_bytes and table != "llm_call" else ""
+            print(f"{total:>12,}  {table:<14}{rows:>12,}{(table_bytes + index_bytes) / 1e6:>11.1f}"
+                  f"{table_bytes / 1e6:>11.1f}{index_bytes / 1e6:>11.1f}{share}")
+    print(f"(bytes by {source})")
+
+
 def measure_zones(args, base, url, keys, now):
     """bench/zones.py's measurements, the baseline on three connections."""
     raws = [Raw(url) for _ in range(3)]
@@ -416,7 +434,7 @@ def main():
         sqlite = "" if isinstance(database.obj, PostgresqlDatabase) else \
             f" (synchronous={sqlite_pragmas()['synchronous']})"
         print(f"database: {url}{sqlite}")
-    by_scale = {}
+    by_scale, sizes_by_scale = {}, {}
     for number, calls in enumerate(scales):
         with app.app_context():
             deleted = seed(args, url, now, calls)
@@ -431,6 +449,8 @@ def main():
             raw.compact()
         if raw.pg:
             raw.conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load
+        sizes_by_scale[total] = raw.sizes()
+        report_sizes({total: sizes_by_scale[total]})
         with tempfile.TemporaryFile("w+") as log:
             proc, base = start_gunicorn(url, log)
             try:
@@ -449,6 +469,7 @@ def main():
                         accounts.revoke_key(api_key.key_id)
     if len(by_scale) > 1:
         report_growth(by_scale)
+        report_sizes(sizes_by_scale)
 
 
 if __name__ == "__main__":
