@@ -91,6 +91,16 @@ def sign_in(driver, base, key, query=""):
     after_load(driver, lambda: field.send_keys(key + "\n"))
 
 
+def sign_in_with_script(driver, base, key, query, source):
+    """sign_in, with the script `source` run on the page before any of its
+    own (it stays for that page's life, not for the pages opened later)."""
+    script = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": source})
+    try:
+        sign_in(driver, base, key, query)
+    finally:
+        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
 # What a person reads on the page.
 
 def page_window(driver):

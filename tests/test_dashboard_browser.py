@@ -27,7 +27,7 @@ from app.budgets import service as budget_service
 from app.db import database
 from app.models import UsageRollupState
 from browser import (after_load, choose, find, legend, open_signed_out, page_window, plotted, sign_in,
-                     stored_key, table, wait)
+                     sign_in_with_script, stored_key, table, wait)
 from conftest import BACKENDS, Keys, backend_url, build_app, gunicorn
 from data import UTC, record, store
 from expected import expected_stats, in_window
@@ -613,11 +613,7 @@ window.fetch = (url, init) => refused(url) ? Promise.resolve(new Response(
 
 
 def test_the_page_draws_when_the_budgets_request_fails(driver, site):
-    shim = driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": REFUSE_BUDGETS})
-    try:
-        sign_in(driver, site.base, site.keys["acme"], "?window=7d")
-    finally:
-        driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
+    sign_in_with_script(driver, site.base, site.keys["acme"], "?window=7d", REFUSE_BUDGETS)
     assert find(driver, "#budgets-note").text == "This key may not read budgets."
     assert not find(driver, "#table-budgets").is_displayed()
     assert_charts_drawn(driver)
@@ -651,3 +647,88 @@ def test_auto_refresh_updates_the_budgets(driver, site):
         wait(driver, lambda d: budget_rows(d)[0] == expected_budget_rows(site.records, "acme", dt.datetime.now(UTC)))
     finally:
         driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
+
+
+# The calls block: the call log behind a table row or a chart's bucket.
+
+# Pages of 3 calls instead of 50, for the test that reads several.
+SMALL_CALL_PAGES = """
+const fetchAll = window.fetch;
+window.fetch = (url, init) => fetchAll(String(url).replace(/([?&])limit=50(&|$)/, "$1limit=3$2"), init);
+"""
+
+
+def call_rows(records, keep, every_tenant):
+    """The calls block's rows (UTC view) of the records `keep` keeps, newest first."""
+    chosen = sorted((r for r in records if keep(r)), key=lambda r: r["timestamp"], reverse=True)
+    return [[f"{r['timestamp'].astimezone(UTC):%Y-%m-%d %H:%M:%S}", *([r["tenant_id"]] if every_tenant else []),
+             r["operation"], r["model"], "ok" if r["status"] == "ok" else f"error: {r['error_class']}",
+             f"{r['call_duration_ms']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
+             f"{Decimal(r['cost_usd']):.6f}", r["call_id"]] for r in chosen]
+
+
+def calls_settled(driver, count):
+    """The calls block shows `count` rows and is not loading."""
+    wait(driver, lambda d: len(table(d, "table-calls")) == count
+         and find(d, "#calls-note").text not in ("", "Loading…"), f"the calls block did not show {count} calls")
+
+
+def test_a_table_row_lists_its_calls_a_page_at_a_time(driver, site):
+    sign_in_with_script(driver, site.base, site.keys["acme"], "?window=7d&tz=UTC&group_by=model", SMALL_CALL_PAGES)
+    start, end = page_window(driver)
+    expected = call_rows(site.records, lambda r: r["tenant_id"] == "acme" and r["model"] == "gpt-4o"
+                         and in_window(r, start, end), every_tenant=False)
+    assert len(expected) > 6
+    assert not find(driver, "#calls-block").is_displayed()
+    [row] = [tr for tr in driver.find_elements("css selector", "#table-models tbody tr")
+             if tr.find_element("css selector", "td").text == "gpt-4o"]
+    row.click()
+    shown = 3
+    calls_settled(driver, shown)
+    while shown < len(expected):
+        find(driver, "#calls-more").click()
+        shown = min(shown + 3, len(expected))
+        calls_settled(driver, shown)
+    assert table(driver, "table-calls") == expected
+    assert not find(driver, "#calls-more").is_displayed()
+    assert find(driver, "#calls-note").text == f"{len(expected)} calls."
+    assert find(driver, "#calls-title-detail").text == (
+        f"model gpt-4o · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (UTC)")
+    assert table(driver, "table-calls", "thead")[0][:3] == ["Time", "Operation", "Model"]
+    # With the keyboard: Enter on an operation's row lists its calls instead.
+    operation_row = find(driver, "#table-operations tbody tr")
+    operation = operation_row.find_element("css selector", "td").text
+    operation_row.send_keys(Key.ENTER)
+    wanted = call_rows(site.records, lambda r: r["tenant_id"] == "acme" and r["operation"] == operation
+                       and in_window(r, start, end), every_tenant=False)
+    calls_settled(driver, min(3, len(wanted)))  # the page's fetch still asks for pages of 3
+    assert table(driver, "table-calls") == wanted[:3]
+    find(driver, "#calls-close").click()
+    assert not find(driver, "#calls-block").is_displayed()
+
+
+def test_a_bucket_lists_its_calls_and_tenants_text_stays_text(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&tz=UTC&bucket=day&group_by=model&tenant=globex")
+    bars = [bar for bar in driver.find_elements("css selector", "#chart-calls .barlayer .trace:first-child .point path")
+            if bar.size["height"] > 0]
+    ActionChains(driver).move_to_element(bars[0]).click().perform()
+    wait(driver, lambda d: find(d, "#calls-block").is_displayed(), "no calls block after a click on a bar")
+    block = find(driver, "#calls-block")
+    start, end = (dt.datetime.fromisoformat(block.get_attribute(f"data-{name}")) for name in ("from", "to"))
+    assert end - start == dt.timedelta(days=1) and start.hour == 0
+    expected = call_rows(site.records, lambda r: r["tenant_id"] == "globex" and in_window(r, start, end),
+                         every_tenant=True)
+    assert any(row[3] == HOSTILE_MODEL for row in expected)
+    calls_settled(driver, len(expected))
+    assert table(driver, "table-calls") == expected
+    assert find(driver, "#calls-title-detail").text == (
+        f"tenant globex · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (UTC)")
+    assert driver.execute_script("return window.__pwned") is None
+    assert driver.execute_script("return document.images.length") == 0
+    assert driver.execute_script(
+        "return [...document.querySelectorAll('#table-calls *')].map(e => e.tagName)"
+        ".filter(t => !['THEAD', 'TBODY', 'TR', 'TH', 'TD'].includes(t))") == []
+    # A change of the view closes the block: it listed the calls of the view that was.
+    choose(driver, "group-by", "operation")
+    assert not find(driver, "#calls-block").is_displayed()
+    assert_nothing_but_map_styles_blocked(driver)

@@ -4,11 +4,13 @@
 // the view (a key with the scope all:read sees every tenant, one with
 // usage:read its own tenant), /v1/usage or /v1/usage/all the totals, the
 // series routes the charts, the budgets routes the budgets block
-// (budgets.js). A dashboard needs nothing more: a key that can also write
+// (budgets.js), the call log the calls behind a clicked bucket or table row
+// (calls.js). A dashboard needs nothing more: a key that can also write
 // calls or administer is accepted, with a warning.
 
 import {Api, ApiError, SignedOut} from "./api.js";
 import {clearBudgets, loadBudgets} from "./budgets.js";
+import {callsOfBucket, callsOfWindow, clearCalls, startCalls} from "./calls.js";
 import {DIMENSION_NAMES, drawCharts} from "./charts.js";
 import {breakdownRow, columnsFor, renderTable, statsRow} from "./tables.js";
 import {ViewError, browserZone, isoUtc, localInput, localText, readView, windowOf, writeView} from "./view.js";
@@ -33,6 +35,8 @@ let loads = 0;         // the latest load; an older one that ends later is dropp
 let drawn = null;      // the requests whose answers are on the page
 let lastRequests = null;  // what the page shows, and with which percentiles,
 let lastPercentiles = null;  // for the CSV downloads
+let drawnSeries = null;  // the series on the charts and its window, for the
+let drawnWindow = null;  // calls behind a click
 
 function showSignIn(message) {
   $("#view").hidden = true;
@@ -89,9 +93,13 @@ function signOut(message = "") {
   api = me = drawn = null;
   loads += 1;
   clearInterval(timer);
-  Object.values(charts).forEach((element) => Plotly.purge(element));
+  Object.values(charts).forEach((element) => {
+    Plotly.purge(element);  // its click listener too
+    delete element.dataset.drill;
+  });
   document.querySelectorAll("table").forEach((table) => table.replaceChildren());
   clearBudgets();
+  clearCalls();
   showSignIn(message);
 }
 
@@ -196,6 +204,8 @@ async function load() {
       return;
     }
     render(answers, fallback);
+    drawnSeries = answers.series.body;
+    drawnWindow = window;
     drawn = key;
     lastRequests = requests;
     lastPercentiles = answers.series.body.percentiles;
@@ -225,18 +235,25 @@ function render(answers, fallback) {
     stats = view.tenant ? totals.tenants.find((tenant) => tenant.tenant_id === view.tenant) : totals.total;
     renderTable($("#table-tenants"), columnsFor("tenant_id", "Tenant"),
       totals.tenants.map((tenant) => statsRow("tenant_id", tenant, tenant.tenant_id)),
-      statsRow("tenant_id", totals.total, "All tenants"));
+      statsRow("tenant_id", totals.total, "All tenants"),
+      (row) => callsOfWindow({tenant_id: row.total ? null : row.tenant_id}));
   }
   const empty = !stats || stats.total_calls === 0;
   $("#empty").hidden = !empty;
   $("#results").hidden = empty;
   if (empty) return;
   drawCharts(charts, answers.series.body, answers.grouped.body, view.group_by);
+  for (const element of Object.values(charts)) {
+    if (element.dataset.drill) continue;
+    element.on("plotly_click", callsOfBucket);
+    element.dataset.drill = "1";
+  }
   $("#percentiles-note").textContent = percentilesNote(answers.series.body.percentiles, fallback);
   renderTable($("#table-operations"), columnsFor("operation", "Operation"),
-    stats.by_operation.map((item) => breakdownRow("operation", item)));
+    stats.by_operation.map((item) => breakdownRow("operation", item)), null,
+    (row) => callsOfWindow({operation: row.operation}));
   renderTable($("#table-models"), columnsFor("model", "Model"),
-    stats.by_model.map((item) => breakdownRow("model", item)));
+    stats.by_model.map((item) => breakdownRow("model", item)), null, (row) => callsOfWindow({model: row.model}));
 }
 
 async function download(kind) {
@@ -263,6 +280,7 @@ function setAutoRefresh() {
 }
 
 function changed() {
+  clearCalls();  // it belonged to the view that was
   view = controlsToView();
   writeView(view);
   viewToControls();
@@ -287,6 +305,8 @@ function start() {
   });
   document.querySelectorAll("button[data-csv]").forEach((button) =>
     button.addEventListener("click", () => download(button.dataset.csv)));
+  // What a click on a bucket or a table row lists calls of (calls.js).
+  startCalls(() => ({api, view, everyTenant, series: drawnSeries, window: drawnWindow, signOut}));
   writeView(view);
   const key = sessionStorage.getItem(KEY_STORAGE);
   if (key) signIn(key);

@@ -54,9 +54,24 @@ function cell(tag, kind, text) {
   return element;
 }
 
+// A row that lists its calls when clicked, or on Enter with the keyboard.
+function drillable(tr, row, onRow) {
+  if (!onRow) return;
+  tr.className = "drill";
+  tr.tabIndex = 0;
+  tr.title = "List these calls";
+  tr.addEventListener("click", () => onRow(row));
+  tr.addEventListener("keydown", (event) => {
+    if (event.key !== "Enter") return;
+    event.preventDefault();
+    onRow(row);
+  });
+}
+
 // Fill `table` with `rows` (and a `footer` row, e.g. the total), sorted by
-// the column the user chose last (the API's order until then).
-export function renderTable(table, columns, rows, footer = null) {
+// the column the user chose last (the API's order until then). `onRow(row)`:
+// what a click on a row (the footer too) does.
+export function renderTable(table, columns, rows, footer = null, onRow = null) {
   const sort = sorting.get(table);
   const shown = [...rows];
   if (sort) {
@@ -78,7 +93,7 @@ export function renderTable(table, columns, rows, footer = null) {
       // Numbers sort largest first on the first click, names A to Z.
       const descending = active ? !sort.descending : column.kind !== "text";
       sorting.set(table, {key: column.key, descending});
-      renderTable(table, columns, rows, footer);
+      renderTable(table, columns, rows, footer, onRow);
       table.querySelector(`th:nth-child(${columns.indexOf(column) + 1}) button`).focus();
     });
     th.append(button);
@@ -88,11 +103,13 @@ export function renderTable(table, columns, rows, footer = null) {
   for (const row of shown) {
     const tr = body.insertRow();
     for (const column of columns) tr.append(cell("td", column.kind, cellText(column.kind, row[column.key])));
+    drillable(tr, row, onRow);
   }
   table.replaceChildren(head, body);
   if (footer) {
     const foot = table.createTFoot();
     const tr = foot.insertRow();
     for (const column of columns) tr.append(cell("td", column.kind, cellText(column.kind, footer[column.key])));
+    drillable(tr, {...footer, total: true}, onRow);
   }
 }

@@ -102,9 +102,9 @@ export function isoUtc(instant) {
   return new Date(instant).toISOString().replace(".000Z", "Z");
 }
 
-// "2026-11-22 00:00" on the wall clock of `zone`.
-export function localText(instant, zone) {
-  return new Date(wallClock(instant, zone)).toISOString().slice(0, 16).replace("T", " ");
+// "2026-11-22 00:00" on the wall clock of `zone` ("2026-11-22 00:00:00" with seconds).
+export function localText(instant, zone, seconds = false) {
+  return new Date(wallClock(instant, zone)).toISOString().slice(0, seconds ? 19 : 16).replace("T", " ");
 }
 
 // The value of a datetime-local input for `instant` in `zone`.
