@@ -21,9 +21,10 @@ Standalone, against any running service on this machine (Linux /proc):
 
     python bench/export_rss.py --base-url http://127.0.0.1:8000 --key "$ADMIN_KEY"
     python bench/export_rss.py --base-url ... --key ... --accept text/csv --pid 12345
+    python bench/export_rss.py --base-url ... --key ... --query tenant_id=acme
 
 `--accept` may be repeated (default: both formats); `--pid` names the
-workers instead of finding them.
+workers instead of finding them; `--query` exports fewer calls.
 """
 import argparse
 import csv
@@ -31,7 +32,7 @@ import io
 import os
 import time
 import urllib.request
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 ACCEPTS = ("application/x-ndjson", "text/csv")
 PATH = "/v1/usage/all/calls"
@@ -131,15 +132,17 @@ class _CountingReader(io.RawIOBase):
         return len(data)
 
 
-def measure_export(base_url, superuser_key, accept, pids=None, timeout=3600):
-    """Stream the export of every tenant's calls; return a dict: accept, rows,
+def measure_export(base_url, superuser_key, accept, pids=None, params=None, timeout=3600):
+    """Stream the export of every tenant's calls (`params`: a query, e.g.
+    {"tenant_id": "acme"}, to export fewer); return a dict: accept, rows,
     bytes, seconds, rows_per_second, worker (pid), rss_before_kib (the
     serving worker's VmRSS before), peak_rss_kib (its VmHWM during the
     export), peak_reset (whether the peaks could be reset first)."""
     pids = list(pids or worker_pids(base_url))
     reset = all([_reset_peak(pid) for pid in pids])
     before = {pid: (_status(pid, "VmRSS"), _cpu_ticks(pid)) for pid in pids}
-    request = urllib.request.Request(base_url.rstrip("/") + PATH,
+    query = f"?{urlencode(params, doseq=True)}" if params else ""
+    request = urllib.request.Request(base_url.rstrip("/") + PATH + query,
                                      headers={"X-API-Key": superuser_key, "Accept": accept})
     started = time.perf_counter()
     with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -166,9 +169,12 @@ def main():
     parser.add_argument("--key", required=True, help="a key with the scope all:read")
     parser.add_argument("--accept", action="append", choices=ACCEPTS, help="format (repeat; default both)")
     parser.add_argument("--pid", type=int, action="append", help="a worker's pid (repeat; default: found)")
+    parser.add_argument("--query", action="append", default=[], metavar="NAME=VALUE",
+                        help="a parameter of the export, e.g. tenant_id=acme or from=2026-11-01T00:00:00Z (repeat)")
     args = parser.parse_args()
+    params = [tuple(item.split("=", 1)) for item in args.query]
     for accept in args.accept or ACCEPTS:
-        print(report(measure_export(args.base_url, args.key, accept, args.pid)))
+        print(report(measure_export(args.base_url, args.key, accept, args.pid, params)))
 
 
 if __name__ == "__main__":
