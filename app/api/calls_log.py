@@ -17,6 +17,7 @@ from marshmallow import Schema, fields, validate
 from .. import jsonio, liveness
 from ..auth import require_scope
 from ..records import Text
+from ..repository.calls_log import Position
 from ..scopes import ALL_READ, USAGE_READ
 from ..statistics import Window
 from . import cursors, representations
@@ -138,7 +139,7 @@ def _answer(args, filters, scope, name):
     next_cursor = None
     if more:
         last = calls[-1]
-        next_cursor = cursors.encode(cursors.Position(last.timestamp, last.id), high_water_id, digest)
+        next_cursor = cursors.encode(Position(last.timestamp, last.id), high_water_id, digest)
     body = {"calls": [_record(call) for call in calls], "next_cursor": next_cursor}
     return Response(jsonio.compact(body), mimetype="application/json", headers={"Vary": "Accept"})
 
