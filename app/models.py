@@ -72,6 +72,8 @@ class Tenant(BaseModel):
     name = CharField(max_length=255)
     allows_superusers = BooleanField(default=False)
     created_at = UtcDateTimeField(default=utcnow)
+    # Set when its erasure begins (app/erasure.py): from then on the tenant is unknown.
+    erasing_since = UtcDateTimeField(null=True)
 
 
 class ApiKey(BaseModel):
@@ -167,6 +169,16 @@ class UsageRollupState(BaseModel):
 
     class Meta:
         table_name = "usage_rollup_state"
+
+
+class RetentionState(BaseModel):
+    """One row: raw calls in [pruned_from, horizon) were pruned (app/retention.py)."""
+
+    horizon = UtcDateTimeField(null=True)
+    pruned_from = UtcDateTimeField(null=True)
+
+    class Meta:
+        table_name = "retention_state"
 
 
 class Budget(BaseModel):
