@@ -9,7 +9,7 @@ from flask_cors import CORS
 from peewee import InterfaceError, OperationalError
 
 from . import api as routes
-from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context, timestamp_range
+from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context, retention, timestamp_range
 from .api.blueprint import json_error
 from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
@@ -67,6 +67,7 @@ def create_app(config=None):
     PROXY_COUNT       reverse proxies trusted for X-Forwarded-For (default 0): app/request_context.py.
     RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_PER_KEY, REDIS_URL, REDIS_KEY_PREFIX: app/ratelimits.py.
     CALLS_ACCEPTED_FROM, CALLS_ACCEPTED_AHEAD: the timestamps a call may have, app/timestamp_range.py.
+    RETENTION_DAYS: whole UTC days of raw calls `calls prune` keeps (unset: all), app/retention.py.
     WEBHOOK_RETRY_DELAYS, WEBHOOK_TIMEOUT: webhook delivery, app/webhooks/settings.py.
     """
     # No static folder: the dashboard and /docs serve their own files.
@@ -92,6 +93,7 @@ def create_app(config=None):
         REDIS_KEY_PREFIX=os.environ.get("REDIS_KEY_PREFIX", "usage"),
         CALLS_ACCEPTED_FROM=os.environ.get("CALLS_ACCEPTED_FROM", timestamp_range.FROM_DEFAULT),
         CALLS_ACCEPTED_AHEAD=os.environ.get("CALLS_ACCEPTED_AHEAD", timestamp_range.AHEAD_DEFAULT),
+        RETENTION_DAYS=os.environ.get("RETENTION_DAYS"),
         WEBHOOK_RETRY_DELAYS=os.environ.get("WEBHOOK_RETRY_DELAYS") or webhook_settings.RETRY_DELAYS_DEFAULT,
         WEBHOOK_TIMEOUT=os.environ.get("WEBHOOK_TIMEOUT") or webhook_settings.TIMEOUT_DEFAULT,
         API_TITLE="Usage service",
@@ -111,6 +113,7 @@ def create_app(config=None):
         app.config.update(config)
     _check_operation_settings(app.config)
     timestamp_range.check_settings(app.config)
+    retention.check_settings(app.config)
     webhook_settings.check_settings(app.config)
     os.makedirs(app.instance_path, exist_ok=True)
     app.config["API_SPEC_OPTIONS"]["info"]["description"] = (

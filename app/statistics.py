@@ -29,6 +29,8 @@ them into the answer:
   either way;
 - `by_operation` and `by_model` are ordered by cost descending, then name;
 - an empty window gives zeros and empty breakdowns;
+- an answer that needs raw calls the retention pruned is refused (409),
+  never given in part: app/retention.py says which (`refuse_pruned`);
 - a series group holds the numbers alone (no tenant_id, no breakdowns);
   groups are sorted by their key values, a null error_class first.
 """

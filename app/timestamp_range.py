@@ -9,6 +9,11 @@ every tenant's approximate answers, and calls dated 0001-01-01 make
 static; this range depends on the configuration and the clock, so ingestion
 checks it after the schema, for `POST /v1/usage/calls` and `calls import`
 alike (app/ingest.py): one comparison of two instants per record.
+
+With RETENTION_DAYS set, the range starts no earlier than the retention
+horizon of the moment (app/retention.py): a call before it would be pruned
+by the next `calls prune`, and a retried batch of calls already pruned would
+otherwise be stored, and counted in the rollups, a second time.
 """
 import datetime as dt
 from dataclasses import dataclass
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from .db import ConfigurationError
+from .retention import horizon_for
 
 UTC = dt.timezone.utc
 FROM_DEFAULT = "2000-01-01T00:00:00Z"
@@ -70,18 +76,23 @@ class AcceptedRange:
     earliest: dt.datetime
     latest: dt.datetime
     ahead: dt.timedelta
+    earliest_by: str = "CALLS_ACCEPTED_FROM"  # the setting `earliest` comes from
 
     def refuses(self, moment):
         return not self.earliest <= moment <= self.latest
 
     def reason(self):
         """Why a timestamp is refused, naming the range and its settings."""
-        return (f"Outside the accepted range: from {self.earliest.isoformat()} (CALLS_ACCEPTED_FROM) to "
+        return (f"Outside the accepted range: from {self.earliest.isoformat()} ({self.earliest_by}) to "
                 f"{self.ahead.total_seconds():g} s past the server's clock (CALLS_ACCEPTED_AHEAD), "
                 f"now {self.latest.isoformat()}.")
 
 
 def accepted_range():
     """The range in force now, from the app's configuration."""
-    ahead = current_app.config["CALLS_ACCEPTED_AHEAD"]
-    return AcceptedRange(current_app.config["CALLS_ACCEPTED_FROM"], dt.datetime.now(UTC) + ahead, ahead)
+    config, now = current_app.config, dt.datetime.now(UTC)
+    ahead, days = config["CALLS_ACCEPTED_AHEAD"], config.get("RETENTION_DAYS")
+    earliest, earliest_by = config["CALLS_ACCEPTED_FROM"], "CALLS_ACCEPTED_FROM"
+    if days is not None and horizon_for(now, days) > earliest:
+        earliest, earliest_by = horizon_for(now, days), "RETENTION_DAYS"
+    return AcceptedRange(earliest, now + ahead, ahead, earliest_by)

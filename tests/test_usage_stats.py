@@ -255,9 +255,10 @@ def test_all_usage_runs_a_fixed_number_of_statements(app, client, keys):
         counts.append(count)
     assert len(active) > 30
     assert counts[0] == counts[1]
-    # One key lookup and two statistics statements (aggregates per tenant,
-    # operation and model; percentiles per tenant and overall).
-    assert counts[1] == 3
+    # One key lookup, the pruned range (app/retention.py) and two statistics
+    # statements (aggregates per tenant, operation and model; percentiles per
+    # tenant and overall).
+    assert counts[1] == 4
 
 
 def test_tenant_usage_is_one_statement(app, client, keys):
@@ -269,7 +270,7 @@ def test_tenant_usage_is_one_statement(app, client, keys):
     store(app, random_records(seeded(21), ["acme"], 300, FROM, TO))
     count, body = count_statements(client, "/v1/usage", key)
     assert len(body["by_operation"]) > 1 and len(body["by_model"]) > 1
-    assert count == 2  # the key lookup, then the statistics
+    assert count == 3  # the key lookup, the pruned range (app/retention.py), then the statistics
 
 
 def test_percentiles_are_exact_where_float_interpolation_is_not(client, keys, app):

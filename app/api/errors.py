@@ -12,6 +12,7 @@ from werkzeug.exceptions import NotFound, RequestEntityTooLarge
 
 from .. import request_context
 from ..repository.rollups import RollupsNotBuilt
+from ..retention import BeforeHorizon
 from .blueprint import json_error, too_large_message
 
 
@@ -53,7 +54,13 @@ def rollups_not_built(error):
     return json_error(503, str(error))
 
 
+def before_horizon(error):
+    """Raw calls an answer needs were pruned (app/retention.py): a 409 whatever the route."""
+    return json_error(409, str(error))
+
+
 def register_error_handlers(app):
     app.register_error_handler(RollupsNotBuilt, rollups_not_built)
+    app.register_error_handler(BeforeHorizon, before_horizon)
     app.register_error_handler(NotFound, not_found)
     app.register_error_handler(RequestEntityTooLarge, too_large)

@@ -18,7 +18,7 @@ from ..scopes import ALL_READ, USAGE_READ
 from ..statistics import DIMENSIONS
 from . import representations
 from .blueprint import Blueprint
-from .usage import StatsSchema, WindowArgs, WindowEchoSchema
+from .usage import PRUNED, StatsSchema, WindowArgs, WindowEchoSchema
 
 blp = Blueprint("series", __name__, url_prefix="/v1/usage",
                 description="Usage over time: buckets in any IANA time zone, grouped by any dimension.")
@@ -179,7 +179,7 @@ def _series_csv(args, rendered, scope):
 @blp.arguments(TenantSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, SeriesSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503)
+@blp.errors(401, 422, 429, 503, e409=PRUNED)
 def tenant_series(args):
     return _series(args, [g.api_key.tenant_id], g.api_key.tenant_id)
 
@@ -193,6 +193,6 @@ def tenant_series(args):
 @blp.arguments(AllSeriesArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, SeriesSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.")
+@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.", e409=PRUNED)
 def all_series(args):
     return _series(args, None, "all")

@@ -15,6 +15,11 @@ from ..statistics import Window
 blp = Blueprint("usage", __name__, url_prefix="/v1/usage",
                 description="Usage statistics of LLM calls, per tenant and for everyone.")
 
+# The 409 of every statistics route (app/retention.py).
+PRUNED = ("The answer needs raw calls that `calls prune` deleted (the message names the retention "
+          "horizon): ask with `percentiles=approximate` and a window whose ends before the horizon are "
+          "UTC midnights, or start the window at or after the horizon.")
+
 WINDOW_RULE = (
     "ISO 8601 with an explicit timezone (`Z` or `+hh:mm`; an unescaped `+` that arrives as a "
     "space is read as `+`); naive values are refused. "
@@ -192,7 +197,7 @@ def _usage_csv(window, stats_list):
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, TenantUsageSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503)
+@blp.errors(401, 422, 429, 503, e409=PRUNED)
 def tenant_usage(args):
     window = _window(args)
     stats = current_app.extensions["usage_repository"].tenant_usage(
@@ -215,7 +220,7 @@ def tenant_usage(args):
 @blp.arguments(WindowArgs, location="query", as_kwargs=False)
 @blp.alt_response(200, success=True, **representations.DOC)
 @blp.response(200, AllUsageSchema, description=representations.DESCRIPTION)
-@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.")
+@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.", e409=PRUNED)
 def all_usage(args):
     window = _window(args)
     tenants, total = current_app.extensions["usage_repository"].all_usage(window, args["percentiles"])

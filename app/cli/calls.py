@@ -7,7 +7,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from .. import accounts, ingest, sample
-from ..repository import rollups
+from ..repository import retention, rollups
 from ..rollups import END_OF_TIME
 from . import needs_schema
 
@@ -92,14 +92,19 @@ def rollups_rebuild():
             written += rollups.rebuild_month(month)
     rollups.mark_rebuilt()
     _report_calls_past_end_of_time()
-    click.echo(f"Rebuilt {written} rollup cell(s) over {len(months)} month(s).")
+    horizon = _horizon()
+    click.echo(f"Rebuilt {written} rollup cell(s) over {len(months)} month(s)." + (
+        "" if horizon is None else f" Calls before {horizon.isoformat()} (the retention horizon) were pruned: "
+                                   "their day cells were kept, and month cells recomputed from them."))
 
 
 @rollups_cli.command("verify")
 @needs_schema
 def rollups_verify():
     """Compare every rollup cell with the stored calls; exit 1 on any
-    difference, or on calls past the last month cells can hold."""
+    difference, or on calls past the last month cells can hold. Before the
+    retention horizon, where calls were pruned, month cells are compared
+    with their day cells."""
     months = rollups.months_to_rebuild()
     found = []
     with click.progressbar(months, label="Verifying rollups", file=sys.stderr,
@@ -113,7 +118,18 @@ def rollups_verify():
                    "run `flask --app wsgi rollups rebuild`.", err=True)
     if _report_calls_past_end_of_time() or found:
         sys.exit(1)
-    click.echo(f"Rollups match the calls ({len(months)} month(s)).")
+    horizon = _horizon()
+    if horizon is None:
+        click.echo(f"Rollups match the calls ({len(months)} month(s)).")
+    else:
+        click.echo(f"Rollups match the calls from {horizon.isoformat()} (the retention horizon) on "
+                   f"({len(months)} month(s)); before it the calls were pruned, and month cells match "
+                   "their day cells.")
+
+
+def _horizon():
+    """The retention horizon if calls were pruned, else None."""
+    return retention.pruned().horizon
 
 
 def _report_calls_past_end_of_time():

@@ -9,7 +9,8 @@
   differ;
 - `writes`: ingestion (bulk, idempotent inserts, and the rollups kept with them);
 - `rollups`: usage_rollup, the cells `percentiles=approximate` reads;
-- `calls_log`: the stored calls themselves, newest first, by page or in chunks.
+- `calls_log`: the stored calls themselves, newest first, by page or in chunks;
+- `retention`: the pruned range, and pruning llm_call (`deletes`: in chunks).
 
 Statistics take a fixed number of statements whatever the number of
 tenants, buckets and groups: per-tenant usage one (aggregates per
@@ -25,6 +26,11 @@ With `precision="approximate"` each method reads cells of usage_rollup and
 the raw rows of the window's edges instead: four statements, whose cost
 follows the number of cells, not of calls; unless no window holds a whole
 cell (a UTC day), when the exact statements are the faster way.
+
+Answers that need raw calls the retention pruned are refused with
+retention.BeforeHorizon (409), by the one rule of `retention.refuse_pruned`,
+before any statement of theirs: the exact ones read the pruned range first
+(one statement more), the approximate ones with the rollups' state.
 """
 from typing import Protocol
 
@@ -33,8 +39,9 @@ from peewee import SQL
 from .. import statistics
 from ..db import statistics_transaction
 from ..models import LlmCall
+from ..retention import refuse_pruned
 from ..statistics import BREAKDOWNS, Cell, Totals
-from . import calls_log, rollups, scans
+from . import calls_log, retention, rollups, scans
 from .columns import COLUMNS
 from .percentiles import percentiles_per_group
 from .scans import Scan
@@ -70,6 +77,7 @@ class PeeweeUsageRepository:
             cell, breakdowns = _merged((key[1:], c) for key, c in cells.items())
             _set_percentiles(cell, percentiles.get(()))
             return statistics.usage_stats(tenant_id, cell, breakdowns)
+        _refuse_pruned([window])
         where = _in_window(window) & (LlmCall.tenant == tenant_id)
         cells, percentiles = scans.cells_with_percentiles(Scan(where, (LlmCall.operation, LlmCall.model)))
         cell, breakdowns = _merged(cells.items())
@@ -86,6 +94,7 @@ class PeeweeUsageRepository:
                 [lambda key: (key[1],), lambda key: ()])
             return _all_usage({key[1:]: c for key, c in cells.items()},
                               tenant_percentiles, total_percentiles.get(()))
+        _refuse_pruned([window])
         where = _in_window(window)
         finest = scans.cells(Scan(where, (LlmCall.tenant, LlmCall.operation, LlmCall.model)))
         percentiles = percentiles_per_group(Scan(where, (LlmCall.tenant,)), with_total=True)
@@ -106,6 +115,7 @@ class PeeweeUsageRepository:
                 _set_percentiles(cell, percentiles.get(key))
                 per_bucket[key[0]][key[1:]] = cell
             return [statistics.series_groups(group_by, cells) for cells in per_bucket]
+        _refuse_pruned(buckets)
         # No window condition of its own: the buckets tile the window (the
         # Scan bounds it where that helps), and a constant range here would
         # tempt SQLite to scan the whole window for every bucket instead of
@@ -135,6 +145,12 @@ def _approximate(precision, windows):
     some window. Without any, the exact path is the faster one, and its
     percentiles are within any bound (`rollups.reads_cells`)."""
     return precision == APPROXIMATE and rollups.reads_cells([(w.start, w.end) for w in windows])
+
+
+def _refuse_pruned(windows):
+    """The exact path reads the raw calls of every window (or bucket) whole:
+    retention.BeforeHorizon if any of them were pruned. One statement."""
+    refuse_pruned(retention.pruned(), [(w.start, w.end) for w in windows])
 
 
 def _in_window(window):

@@ -1,13 +1,14 @@
 """Reading windows from cells, and from raw calls for their edges: `approximate`."""
 from peewee import CTE, JOIN, SQL, Case, Select, fn
 
-from ... import statistics
+from ... import retention, statistics
 from ...db import database, fetch_all
 from ...models import UsageRollup, UsageRollupState
 from ...rollups import END_OF_TIME, GRAINS, METRICS, TENANT_MONTH, cover, following, starts_between
 from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
+from ..retention import pruned_columns, pruned_of
 from ..scans import Scan, literals, values_list
 from .cells import SKETCHES
 
@@ -33,14 +34,17 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     other level's key must follow from the first's (tenant, then everyone),
     as each of its sketches is merged from the first level's. Every number
     but the percentiles is exact. At most nine statements: the rollups'
-    state, then the totals and the sketches of the cells of each grain
-    (whole months of percentiles by at most tenant and status from
-    TENANT_MONTH cells), and the totals and values of the raw edges.
+    state (and the pruned range), then the totals and the sketches of the
+    cells of each grain (whole months of percentiles by at most tenant and
+    status from TENANT_MONTH cells), and the totals and values of the raw
+    edges. Raw edges meeting pruned calls: retention.BeforeHorizon, before
+    any but the first statement.
     """
-    needs_rebuild, first_month, last_month = _state_and_months()
+    needs_rebuild, first_month, last_month, pruned = _state_and_months()
     if needs_rebuild:
         raise RollupsNotBuilt()
     covers = [cover(start, end) for start, end in windows]
+    retention.refuse_pruned(pruned, [edge for c in covers for edge in c.raw])
     cell_ranges = [(i, grain, max(lo, first_month) if grain == "month" else lo,
                     min(hi, following(last_month, "month")) if grain == "month" else hi)
                    for i, c in enumerate(covers) for grain, lo, hi in c.cells
@@ -106,22 +110,23 @@ def reads_cells(windows):
 
 
 def _state_and_months():
-    """(needs rebuild, first and last month holding cells, or None): one
-    statement. Cells an older version wrote past END_OF_TIME are never read:
-    counting them, one call dated 9999-12-31 made every answer of all
-    history list 95,000 months."""
+    """(needs rebuild, first and last month holding cells, or None, the
+    retention.Pruned): one statement. Cells an older version wrote past
+    END_OF_TIME are never read: counting them, one call dated 9999-12-31
+    made every answer of all history list 95,000 months."""
     def month_cell(pick):
         return (UsageRollup.select(pick(UsageRollup.cell_start))
                 .where((UsageRollup.grain == "month") & (UsageRollup.cell_start < END_OF_TIME)))
     row = (UsageRollupState
-           .select(UsageRollupState.needs_rebuild, month_cell(fn.MIN), month_cell(fn.MAX))
+           .select(UsageRollupState.needs_rebuild, month_cell(fn.MIN), month_cell(fn.MAX), *pruned_columns())
            .tuples()
            .get())
-    needs_rebuild, first, last = row
+    needs_rebuild, first, last, horizon, pruned_from = row
+    pruned = pruned_of(horizon, pruned_from)
     if first is None:
-        return bool(needs_rebuild), None, None
+        return bool(needs_rebuild), None, None, pruned
     return (bool(needs_rebuild), UsageRollup.cell_start.python_value(first),
-            UsageRollup.cell_start.python_value(last))
+            UsageRollup.cell_start.python_value(last), pruned)
 
 
 def _sketch_grain(grain, filters, sketch_names):

@@ -1,4 +1,11 @@
-"""Recomputing cells from llm_call: `rollups rebuild` and `rollups verify`."""
+"""Recomputing cells from llm_call: `rollups rebuild` and `rollups verify`.
+
+Before the retention horizon (app/retention.py) the calls were pruned and
+the cells are all that remains: no day cell there is recomputed or
+replaced, and they stand for their calls in the cells of their month
+(`recomputed`). So `verify` compares cells with calls from the horizon on,
+and before it checks that month cells hold exactly their day cells.
+"""
 from peewee import PostgresqlDatabase, Select
 
 from ...db import database
@@ -6,6 +13,7 @@ from ...models import LlmCall, UsageRollup, UsageRollupState
 from ...rollups import (BEGINNING, CELL_GRAINS, END_OF_TIME, TENANT_MONTH, CellBuilder, CellNumbers, CellTable,
                         following, merged)
 from ...rollups import floor as rollup_floor
+from ..retention import held_horizon, pruned
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells
 
 
@@ -54,15 +62,20 @@ def calls_past_end_of_time():
     return LlmCall.select().where(LlmCall.timestamp >= END_OF_TIME).count()
 
 
-def recomputed(month):
+def recomputed(month, horizon=None):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the cells of
     each day, then the month's cells (of both month grains). Memory:
-    one day's calls and the month's cells.
+    one day's calls and the month's cells. The days before `horizon` (a UTC
+    midnight: the retention horizon) are not yielded: their stored day cells
+    are added to the month's cells instead of their pruned calls.
     """
     month_cells, month_sketches = {}, {}
     day, month_end = month, following(month, "month")
+    if horizon is not None and horizon > month:
+        day = min(horizon, month_end)
+        month_cells, month_sketches = _months_of_stored_days(month, day)
     while day < month_end:
         next_day = following(day, "day")
         builder, month_builder = CellBuilder(("day",)), CellBuilder(("month", TENANT_MONTH))
@@ -77,6 +90,22 @@ def recomputed(month):
         day = next_day
     yield (("month", TENANT_MONTH), month, month_end,
            {key: (cell, month_sketches[key]) for key, cell in month_cells.items()})
+
+
+def _months_of_stored_days(start, end):
+    """({key: CellNumbers}, {key: sketches}) of the month and tenant_month
+    cells that the stored day cells in [start, end), days of one month, add up to."""
+    cells, parts = {}, []
+    for (_, day, tenant, operation, model, status, error_class), (numbers, sketches) in _stored(
+            ("day",), start, end).items():
+        month = rollup_floor(day, "month")
+        day_cell = CellNumbers.of(*numbers)
+        for key in (("month", month, tenant, operation, model, status, error_class),
+                    (TENANT_MONTH, month, tenant, "", "", status, "")):
+            cells.setdefault(key, CellNumbers()).add(day_cell.calls, day_cell.cost, day_cell.sums, day_cell.mins,
+                                                    day_cell.maxs)
+            parts.append({key: sketches})
+    return cells, merged(*parts)
 
 
 CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,
@@ -99,15 +128,18 @@ def _calls_between(start, end):
 def rebuild_month(month):
     """Replace the cells of `month` by cells recomputed from llm_call, in one
     transaction that keeps ingestion from changing them meanwhile (its
-    writes wait). Returns the number of cells written."""
+    writes wait), and prunes from recording a later horizon. Day cells
+    before the retention horizon are kept (`recomputed`). Returns the number
+    of cells written."""
     with database.atomic():
         _lock_cells()
-        (UsageRollup
-         .delete()
-         .where((UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month")))
-         .execute())
+        horizon = held_horizon()
+        replaced = (UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
+        if horizon is not None:
+            replaced &= (UsageRollup.grain != "day") | (UsageRollup.cell_start >= horizon)
+        UsageRollup.delete().where(replaced).execute()
         written = 0
-        for _, _, _, cells in recomputed(month):
+        for _, _, _, cells in recomputed(month, horizon):
             insert_cells(CellTable.of({key: cell for key, (cell, _) in cells.items()},
                                       {key: sketches for key, (_, sketches) in cells.items()}))
             written += len(cells)
@@ -128,11 +160,12 @@ def _lock_cells():
 
 def differences(month):
     """[(key, reason)] where the stored cells of `month` differ from cells
-    recomputed from llm_call, both read in one snapshot."""
+    recomputed from llm_call (before the retention horizon: from its day
+    cells), all read in one snapshot."""
     found = []
     snapshot = {"isolation_level": "REPEATABLE READ"} if isinstance(database.obj, PostgresqlDatabase) else {}
     with database.atomic(**snapshot):
-        for grains, start, end, cells in recomputed(month):
+        for grains, start, end, cells in recomputed(month, pruned().horizon):
             stored = _stored(grains, start, end)
             for key in sorted(set(cells) | set(stored)):
                 if key not in stored:
