@@ -3,6 +3,9 @@
 Every write runs in `database.atomic()`, together with its audit event
 (app/audit.py). Failures raise the exceptions below, which the CLI turns into
 a message and a non-zero exit and the routes into a JSON error.
+
+A tenant whose erasure has begun (`erasing_since`, app/erasure.py) is no
+tenant here: unknown to every lookup, and to ingestion.
 """
 import datetime as dt
 import re
@@ -19,6 +22,8 @@ TENANT_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 # `last_used_at` is refreshed at most this often per key, so that reading
 # statistics does not turn every request into a write.
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
+# Tenants not being erased: the only ones there are, to everything but app/erasure.py.
+LIVE = Tenant.erasing_since.is_null()
 # A rotated key works at most this long beside its replacement.
 MAX_ROTATION_GRACE = dt.timedelta(days=30)
 # rotate_key's default for the new key's expiry: the old key's lifetime, from now.
@@ -84,11 +89,14 @@ def create_tenant(tenant_id, name=None, allows_superusers=False):
                          allows_superusers=allows_superusers)
             return tenant
     except IntegrityError:
+        if Tenant.select().where((Tenant.tenant_id == tenant_id) & ~LIVE).exists():
+            raise TenantExists(f"Tenant {tenant_id!r} is being erased: finish that first (`flask --app wsgi "
+                               f"tenants erase {tenant_id}`), then create it anew.") from None
         raise TenantExists(f"Tenant {tenant_id!r} already exists.") from None
 
 
 def get_tenant(tenant_id):
-    tenant = Tenant.get_or_none(Tenant.tenant_id == tenant_id)
+    tenant = Tenant.get_or_none((Tenant.tenant_id == tenant_id) & LIVE)
     if tenant is None:
         raise UnknownTenant(f"Unknown tenant {tenant_id!r}.")
     return tenant
@@ -96,7 +104,7 @@ def get_tenant(tenant_id):
 
 def list_tenants(page=None, page_size=None):
     """Tenants by tenant_id; with `page` (1-based), returns (that page, total count)."""
-    query = Tenant.select().order_by(Tenant.tenant_id)
+    query = Tenant.select().where(LIVE).order_by(Tenant.tenant_id)
     if page is None:
         return list(query)
     return page_of(query, page, page_size)
@@ -281,4 +289,4 @@ def existing_tenant_ids(tenant_ids):
     tenant_ids = set(tenant_ids)
     if not tenant_ids:
         return set()
-    return {t for (t,) in Tenant.select(Tenant.tenant_id).where(Tenant.tenant_id.in_(tenant_ids)).tuples()}
+    return {t for (t,) in Tenant.select(Tenant.tenant_id).where(Tenant.tenant_id.in_(tenant_ids) & LIVE).tuples()}

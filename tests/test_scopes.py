@@ -39,6 +39,7 @@ ROUTES = [
     ("get", "/v1/budgets/check", None, "calls:write"),
     ("post", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook"}, "admin"),
     ("get", "/v1/webhooks", None, "admin"),
+    ("delete", "/v1/tenants/acme", None, "admin"),  # last: it erases acme
 ]
 
 

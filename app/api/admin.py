@@ -1,7 +1,8 @@
 """Administration of tenants and API keys (scope `admin`), and /v1/me.
 
-Routes call the same service layer as the CLI (`app.accounts`); its
-exceptions become JSON errors with the statuses in `ACCOUNT_ERRORS`.
+Routes call the same service layer as the CLI (`app.accounts`, and
+`app.erasure` for erasing a tenant); its exceptions become JSON errors with
+the statuses in `ACCOUNT_ERRORS`.
 The audit log's route is in app/api/audit.py.
 """
 import datetime as dt
@@ -9,7 +10,7 @@ import datetime as dt
 from flask import g
 from marshmallow import Schema, fields, validate
 
-from .. import accounts, scopes
+from .. import accounts, erasure, scopes
 from ..auth import require_api_key, require_scope
 from ..records import Text, UtcDateTime, WholeMatch
 from .blueprint import Blueprint, json_error
@@ -25,6 +26,7 @@ ACCOUNT_ERRORS = {
     accounts.InvalidTenantId: 422,
     accounts.InvalidKeySettings: 422,
     accounts.KeyNotRotatable: 409,
+    erasure.OwnTenant: 409,
 }
 
 
@@ -146,6 +148,44 @@ def list_tenants(pagination_parameters):
 @blp.errors(401, 429, 503, e403=NOT_ADMIN, e404="Unknown tenant.")
 def get_tenant(tenant_id):
     return accounts.get_tenant(tenant_id)
+
+
+class ErasingSchema(Schema):
+    tenant_id = fields.String(required=True)
+    erasing_since = fields.DateTime(format="iso", required=True,
+                                    metadata={"description": "When its erasure began."})
+    calls_left = fields.Integer(required=True, metadata={"description": "Calls not deleted yet."})
+    message = fields.String(required=True, metadata={"description": "What finishes the erasure."})
+
+
+@blp.route("/tenants/<tenant_id:tenant_id>", methods=["DELETE"], parameters=[TENANT_PATH])
+@blp.doc(operationId="eraseTenant", summary="Erase a tenant and everything it holds",
+         description="Deletes the tenant's calls, rollup cells, API keys, budgets (with their counters "
+                     "and alerts) and webhooks (endpoints, events, deliveries); the audit log keeps the "
+                     "`tenant.erase` event. At once, before anything is deleted, the tenant becomes unknown "
+                     "(404 here, 422 to ingestion) and its keys answer 401. A tenant of at most "
+                     f"{erasure.SYNCHRONOUS_CALLS:,} calls is erased before the answer (204); a larger one "
+                     "answers 202, and `flask --app wsgi tenants erase <tenant_id>` (or the scheduled "
+                     "`tenants erase --pending`) deletes the rest in chunks. Asking again continues an "
+                     "erasure that was interrupted or left to the command line. A key cannot erase its own "
+                     "tenant (409).")
+@require_scope(scopes.ADMIN)
+@blp.response(204, description="Erased: the tenant and everything it held are gone.")
+@blp.alt_response(202, success=True, schema=ErasingSchema,
+                  description="Too large to erase within the request: the tenant is unknown from now "
+                              "on, and the command line deletes the rest.")
+@blp.errors(401, 429, 503, e403=NOT_ADMIN, e404="Unknown tenant.",
+            e409="The key belongs to this tenant.")
+def erase_tenant(tenant_id):
+    erasure.refuse_own(tenant_id, g.api_key)
+    begun = erasure.begin(tenant_id)
+    if begun.tally["calls"] > erasure.SYNCHRONOUS_CALLS:
+        return ErasingSchema().dump({
+            "tenant_id": tenant_id, "erasing_since": begun.since, "calls_left": begun.tally["calls"],
+            "message": f"{begun.tally['calls']:,} calls are more than a request erases "
+                       f"({erasure.SYNCHRONOUS_CALLS:,}): run `flask --app wsgi tenants erase {tenant_id}` "
+                       "to delete them (or let the scheduled `tenants erase --pending` do it)."}), 202
+    erasure.complete(begun)
 
 
 @blp.route("/tenants/<tenant_id:tenant_id>/keys", methods=["POST"], parameters=[TENANT_PATH])

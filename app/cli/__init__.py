@@ -5,7 +5,7 @@ cannot be opened, a schema never migrated) ends the command with one line
 saying what is wrong and exit status 1, never a traceback: `cli_errors` and
 `needs_schema`, which every group's commands use. The groups live with their
 concern: `accounts` (tenants, keys), `calls` (calls, rollups), `retention`
-(`calls prune`), and the budgets' and webhooks' own
+(`calls prune`, `tenants erase`), and the budgets' and webhooks' own
 `commands` modules.
 """
 import functools
@@ -72,7 +72,7 @@ def register(app):
     from ..webhooks.commands import webhooks_cli
     from .accounts import keys_cli, tenants_cli
     from .calls import calls_cli, rollups_cli
-    from . import retention  # noqa: F401  (adds `calls prune` to the calls group)
+    from . import retention  # noqa: F401  (adds `calls prune` and `tenants erase` to those groups)
     for group in (db_cli, tenants_cli, keys_cli, calls_cli, rollups_cli, budgets_cli, webhooks_cli):
         app.cli.add_command(group)
 
