@@ -58,7 +58,7 @@ def micros(moment, epoch):
 def columns(rng, size, tenant_count, now, span_s):
     """`size` synthetic calls as columns: NumPy arrays, text columns as codes
     into tenant_ids, OPERATIONS, MODELS and ERRORS (`error`: -1 for ok calls),
-    `timestamp` as microseconds before `now`."""
+    the timestamp as `ago_us`, microseconds before `now`."""
     model = rng.integers(0, len(MODELS), size)
     ok = rng.random(size) >= 0.10
     input_tokens = rng.integers(50, 8001, size)
@@ -113,9 +113,9 @@ def _choice(codes, values):
 
 
 def binary_rows(cols, tenants, now_us, created_us):
-    """The chunk's rows in COPY's binary format, one bytes block (no signature)."""
+    """The chunk's rows in COPY's binary format, one block of bytes (a
+    memoryview; no signature, no trailer)."""
     n = len(cols["tenant"])
-    statuses = (*ERRORS, None)  # error codes, -1 (ok) last
     pieces = [
         [(slice(None), np.concatenate([np.full((n, 2), [0, len(COLUMNS)], np.uint8),
                                        _fixed(("id", "V16", cols["call_id"].view("V16").ravel()))], axis=1))],
@@ -126,8 +126,8 @@ def binary_rows(cols, tenants, now_us, created_us):
         _choice(cols["model"], tuple(MODELS)),
         [(slice(None), _fixed(("in", ">i4", cols["input_tokens"]), ("out", ">i4", cols["output_tokens"]),
                               ("cost", ">i8", cols["cost_micro_usd"])))],
-        _choice(cols["error"], ["error"] * len(ERRORS) + ["ok"]),
-        _choice(cols["error"], statuses),
+        _choice(cols["error"], ["error"] * len(ERRORS) + ["ok"]),  # status (code -1, ok, picks the last)
+        _choice(cols["error"], [*ERRORS, None]),  # error_class
         [(slice(None), _fixed(("created", ">i8", np.full(n, created_us))))],
     ]
     return _concatenated(pieces, n)
@@ -179,8 +179,12 @@ def seed_postgres(conn, chunks, now):
     would leave them), then builds the indexes and keys again from their
     definitions in the catalog, whatever the migrations made them. Otherwise
     it DELETEs the bench calls and COPYs into the table as it is, its indexes
-    kept up row by row. Measured at 1M calls (2 cores): 41,600 rows/s into the
-    indexed table, 124,000 rows/s truncated (COPY 2.7 s, builds 5.3 s).
+    kept up row by row. Measured (2 cores shared with other work): at 1M
+    calls 41,600 rows/s into the indexed table, 103,000-146,000 truncated
+    (COPY 2.4-2.9 s, builds 4.4-6.8 s); at 10M 95,000 rows/s in the ladder
+    (COPY 24.8 s, builds 80.2 s), 169,000 seeded alone. The bench's memory
+    stays at about 370 MB however many calls (10M: flat from the fourth
+    chunk on); QueuedLibpqWriter queues at most 128 MB of a chunk.
     """
     seeded = Seeded()
     with conn.transaction():
