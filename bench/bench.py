@@ -81,6 +81,7 @@ from app.repository import rollups
 
 import seeding
 import zones
+from export_rss import measure_export, report as report_export
 from baseline import Raw, baseline_answer, baseline_series
 from seeding import ERRORS, MODELS, OPERATIONS, tenant_ids
 
@@ -455,6 +456,8 @@ def main():
             proc, base = start_gunicorn(url, log)
             try:
                 by_scale[total] = measure_reads(args, base, raw, keys, now)
+                for accept in ("application/x-ndjson", "text/csv"):  # the call log's export, its worker's peak RSS
+                    print(report_export(measure_export(base, keys["super"], accept)))
                 if args.zones:
                     by_scale[total].update(measure_zones(args, base, url, keys, now))
                 if number == len(scales) - 1 and args.ingest_batches:
