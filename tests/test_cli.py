@@ -1,11 +1,18 @@
 """The command line: schema, tenants, keys and JSON Lines import."""
 import datetime as dt
+import io
 import json
+import os
+import pty
+import subprocess
+import sys
 from decimal import Decimal
 
 from peewee import OperationalError
 
+from app.cli import announce_database
 from app.models import ApiKey, LlmCall
+from conftest import ROOT, free_port
 from data import UTC, jsonl, record, to_json
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=UTC)
@@ -206,3 +213,66 @@ def test_calls_sample_names_an_unknown_tenant(runner):
     result = invoke(runner, "calls", "sample", "--tenant", "nope")
     assert result.exit_code == 1 and "Unknown tenant 'nope'" in result.output
     assert "No tenant yet" in invoke(runner, "calls", "sample").output
+
+
+def flask_in_terminal(*args, env):
+    """`flask --app wsgi *args` with standard error on a pseudo-terminal, as in
+    a shell, and standard output on a pipe; returns (exit status, stdout, stderr)."""
+    leader, terminal = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=env,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=terminal)
+    os.close(terminal)
+    stdout = process.stdout.read().decode()
+    stderr = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: every writer closed the terminal
+            break
+        if not chunk:
+            break
+        stderr += chunk
+    os.close(leader)
+    return process.wait(), stdout, stderr.decode().replace("\r\n", "\n")
+
+
+def environment(**variables):
+    return {**{k: v for k, v in os.environ.items() if k != "DATABASE_URL"}, **variables}
+
+
+def test_each_command_names_its_database_on_a_terminal_and_never_on_stdout(tmp_path):
+    url = f"sqlite:///{tmp_path}/usage.db"
+    status, stdout, stderr = flask_in_terminal("db", "upgrade", env=environment(DATABASE_URL=url))
+    assert status == 0 and stdout.startswith("Applied ")
+    assert stderr == f"Using database {url}\n"
+    status, stdout, stderr = flask_in_terminal("tenants", "create", "acme", env=environment(DATABASE_URL=url))
+    assert (status, stdout, stderr) == (0, "Created tenant acme\n", f"Using database {url}\n")
+    # Not on a terminal (a script, cron's mail, the tests' runner): no line at all.
+    piped = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "tenants", "list"], cwd=ROOT,
+                           env=environment(DATABASE_URL=url), capture_output=True, text=True)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "acme\t-\tacme\n", "")
+
+
+def test_the_database_line_hides_the_password():
+    url = f"postgresql://usage:s3cr3t-pw@127.0.0.1:{free_port()}/usage"  # nothing listens there
+    status, stdout, stderr = flask_in_terminal("tenants", "list", env=environment(DATABASE_URL=url))
+    assert status == 1 and stdout == ""
+    lines = stderr.splitlines()
+    assert lines[0] == f"Using database {url.replace(':s3cr3t-pw@', ':***@')}"
+    assert len(lines) == 2 and lines[1].startswith("Error: Cannot open the database") and "s3cr3t" not in stderr
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_the_database_line_says_when_it_is_the_default(monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    shown = Terminal()
+    announce_database("sqlite:////srv/usage/instance/usage.db", shown)
+    assert shown.getvalue() == "Using database sqlite:////srv/usage/instance/usage.db (DATABASE_URL is not set)\n"
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/usage")
+    shown = Terminal()
+    announce_database("postgresql://postgres@127.0.0.1:5432/usage", shown)
+    assert shown.getvalue() == "Using database postgresql://postgres@127.0.0.1:5432/usage\n"

@@ -7,8 +7,22 @@ saying what is wrong and exit status 1, never a traceback: `cli_errors` and
 concern: `accounts` (tenants, keys), `calls` (calls, rollups), `retention`
 (`calls prune`, `tenants erase`), and the budgets' and webhooks' own
 `commands` modules.
+
+Which database: every command says, in one line on standard error before it
+does anything, which database it opens (its password as `***`), e.g.
+
+    Using database postgresql://postgres:***@127.0.0.1:5432/usage
+    Using database sqlite:////srv/usage/instance/usage.db (DATABASE_URL is not set)
+
+A terminal in which DATABASE_URL was never exported otherwise reads the
+SQLite file of the instance folder without a word. The line is written only
+when standard error is a terminal: output captured by scripts, cron's mail and
+the one-line failures stay as they were, and standard output never carries it
+(`KEY=$(flask --app wsgi keys create ... | tail -1)` still works).
 """
 import functools
+import os
+import sys
 from urllib.parse import urlsplit
 
 import click
@@ -20,11 +34,26 @@ from ..accounts import AccountError
 from ..db import database, open_database
 from ..migrate import SchemaNotCurrent, require_current, upgrade
 
+
+def shown_url(url):
+    """`url` with its password, if any, replaced by `***`."""
+    password = urlsplit(url).password
+    return url.replace(f":{password}@", ":***@", 1) if password else url
+
+
+def announce_database(url, stream=None):
+    """Say which database the command uses, on standard error if it is a terminal."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return
+    default = "" if os.environ.get("DATABASE_URL") else " (DATABASE_URL is not set)"
+    click.echo(f"Using database {shown_url(url)}{default}", file=stream)
+
+
 def describe_database_error(error, url):
     """One line: which database (password hidden) and the driver's last word on it."""
     parts = urlsplit(url)
-    if parts.password:
-        url = url.replace(f":{parts.password}@", ":***@", 1)
+    url = shown_url(url)
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     reason = lines[-1] if lines else type(error).__name__
     hint = ""
@@ -36,10 +65,12 @@ def describe_database_error(error, url):
 
 
 def cli_errors(command):
-    """Turn account and database errors into a one-line failure (exit 1)."""
+    """Say which database the command uses (above), and turn account and
+    database errors into a one-line failure (exit 1)."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
+        announce_database(current_app.config["DATABASE_URL"])
         try:
             return command(*args, **kwargs)
         except (AccountError, SchemaNotCurrent) as error:
