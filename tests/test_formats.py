@@ -3,6 +3,7 @@ operationIds and CORS."""
 import csv
 import datetime as dt
 import io
+import json
 from decimal import Decimal
 
 import pytest
@@ -101,6 +102,19 @@ def test_every_operation_has_a_unique_descriptive_operation_id(client):
     responses = spec["paths"]["/v1/usage/series"]["get"]["responses"]
     assert set(responses["200"]["content"]) == {"application/json", "text/csv"}
     assert "304" in responses
+
+
+def test_json_is_the_first_media_type_of_every_answer_that_has_several(client):
+    """Swagger UI's "Execute" asks for the first media type of the answer: JSON, not CSV."""
+    spec = json.loads(client.get("/openapi.json").get_data(as_text=True))  # in the document's order
+    several = {(path, method): list(response["content"])
+               for path, item in spec["paths"].items() for method, operation in item.items()
+               if method in ("get", "post", "put", "patch", "delete")
+               for response in operation["responses"].values() if len(response.get("content", {})) > 1}
+    for route in ("/v1/usage/series", "/v1/usage/all/series", "/v1/usage", "/v1/usage/all",
+                  "/v1/usage/calls", "/v1/usage/all/calls"):
+        assert (route, "get") in several, route
+    assert all(types[0] == "application/json" for types in several.values()), several
 
 
 def test_cors_only_for_configured_origins(database_url, tmp_path, keys):

@@ -14,6 +14,7 @@ from .. import request_context
 from ..repository.rollups import RollupsNotBuilt
 from ..retention import BeforeHorizon
 from .blueprint import json_error, too_large_message
+from .representations import JsonFirst
 
 
 class ErrorSchema(SmorestErrorSchema):
@@ -25,9 +26,16 @@ class ErrorSchema(SmorestErrorSchema):
 
 
 class ServiceApi(Api):
-    """flask-smorest's Api whose error bodies also carry `request_id`."""
+    """flask-smorest's Api whose error bodies also carry `request_id`, and
+    whose OpenAPI document lists JSON first among an answer's media types
+    (representations.JsonFirst)."""
 
     ERROR_SCHEMA = ErrorSchema
+
+    def __init__(self, app=None, *, spec_kwargs=None, **kwargs):
+        spec_kwargs = dict(spec_kwargs or {})
+        spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), JsonFirst()]
+        super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
 
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)
