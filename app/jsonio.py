@@ -5,6 +5,12 @@ Outgoing `Decimal`s are written as JSON numbers with their exact digits
 strings or lossy floats). Incoming non-integer numbers are read as `Decimal`.
 
 `compact` writes large answers (the series) the same way, with orjson.
+
+Every JSON answer ends with one newline, as text files and `curl` at a
+shell prompt expect: Flask's provider adds it to what it writes (the routes'
+schemas, errors, probes), and `response_body` to the compact answers (the
+statistics, the series, a page of the call log). An ETag is the digest of
+the bytes sent, newline included (app/api/representations.py).
 """
 from decimal import Decimal
 
@@ -37,6 +43,11 @@ def compact(obj):
     floats below 1e-4 as `0.00001` rather than `1e-05`.
     """
     return orjson.dumps(obj, default=_exact_decimal)
+
+
+def response_body(obj):
+    """`compact(obj)` and the newline that ends every JSON answer."""
+    return compact(obj) + b"\n"
 
 
 def _exact_decimal(value):

@@ -112,7 +112,7 @@ def test_json_is_the_first_media_type_of_every_answer_that_has_several(client):
                if method in ("get", "post", "put", "patch", "delete")
                for response in operation["responses"].values() if len(response.get("content", {})) > 1}
     for route in ("/v1/usage/series", "/v1/usage/all/series", "/v1/usage", "/v1/usage/all",
-                  "/v1/usage/calls", "/v1/usage/all/calls"):
+                  "/v1/usage/calls", "/v1/usage/all/calls", "/"):
         assert (route, "get") in several, route
     assert all(types[0] == "application/json" for types in several.values()), several
 

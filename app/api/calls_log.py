@@ -141,7 +141,7 @@ def _answer(args, filters, scope, name):
         last = calls[-1]
         next_cursor = cursors.encode(Position(last.timestamp, last.id), high_water_id, digest)
     body = {"calls": [_record(call) for call in calls], "next_cursor": next_cursor}
-    return Response(jsonio.compact(body), mimetype="application/json", headers={"Vary": "Accept"})
+    return Response(jsonio.response_body(body), mimetype="application/json", headers={"Vary": "Accept"})
 
 
 def _record(call):

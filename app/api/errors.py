@@ -28,7 +28,7 @@ class ErrorSchema(SmorestErrorSchema):
 class ServiceApi(Api):
     """flask-smorest's Api whose error bodies also carry `request_id`, and
     whose OpenAPI document lists JSON first among an answer's media types
-    (representations.JsonFirst)."""
+    (representations.JsonFirst) and ends with a newline."""
 
     ERROR_SCHEMA = ErrorSchema
 
@@ -36,6 +36,12 @@ class ServiceApi(Api):
         spec_kwargs = dict(spec_kwargs or {})
         spec_kwargs["extra_plugins"] = [*spec_kwargs.get("extra_plugins", ()), JsonFirst()]
         super().__init__(app, spec_kwargs=spec_kwargs, **kwargs)
+
+    def _openapi_json(self):
+        """/openapi.json, ending with a newline as every JSON answer (app/jsonio.py)."""
+        response = super()._openapi_json()
+        response.set_data(response.get_data() + b"\n")
+        return response
 
     def handle_http_exception(self, error):
         payload, code, headers = super().handle_http_exception(error)

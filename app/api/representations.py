@@ -113,7 +113,7 @@ def json_response(blueprint, body):
     OpenAPI contract still holds (the contract tests check every response
     against it).
     """
-    data = jsonio.compact(body)
+    data = jsonio.response_body(body)
     _set_etag(blueprint, "json", data)
     return Response(data, mimetype="application/json", headers={"Vary": "Accept"})
 
