@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
+# gunicorn's address, as gunicorn.conf.py reads it: BIND, else HOST:PORT.
 HOST ?= 127.0.0.1
 PORT ?= 8000
+BIND ?= $(HOST):$(PORT)
 # Empty: gunicorn.conf.py decides (workers from the CPU count, timeout from the database limits).
 WORKERS ?=
 TIMEOUT ?=
@@ -26,7 +28,7 @@ migrate: install
 run: migrate
 	$(BIN)/flask --app wsgi webhooks deliver & worker=$$!; \
 	trap 'kill $$worker 2>/dev/null; wait $$worker' EXIT INT TERM; \
-	$(BIN)/gunicorn -c gunicorn.conf.py --bind $(HOST):$(PORT) \
+	$(BIN)/gunicorn -c gunicorn.conf.py --bind $(BIND) \
 		$(if $(WORKERS),--workers $(WORKERS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) wsgi:app
 
 test: install

@@ -2,18 +2,21 @@
 
     gunicorn -c gunicorn.conf.py wsgi:app
 
-`make run` runs just that (its HOST, PORT, WORKERS and TIMEOUT become
-command-line options, which win over this file, as GUNICORN_CMD_ARGS does).
-gunicorn also reads this file by itself when started in this folder.
+`make run` runs just that (its BIND, or HOST and PORT, WORKERS and TIMEOUT
+become command-line options, which win over this file, as GUNICORN_CMD_ARGS
+does). gunicorn also reads this file by itself when started in this folder.
 
-In production gunicorn listens on loopback behind nginx (deploy/nginx.conf),
-which reads whole requests before passing them on and takes whole answers at
-once: a sync worker then never waits on a slow client. Without nginx, each
-slow client holds a worker for as long as it likes (`make run` is for
-development).
+The address comes from the environment: BIND (`127.0.0.1:8000`,
+`unix:/run/usage.sock`), else HOST and PORT; 127.0.0.1:8000 by default.
+
+In production gunicorn listens on loopback behind nginx, whose file
+`flask --app wsgi deploy nginx-conf` renders from deploy/nginx.conf.template
+with the same address. nginx reads whole requests before passing them on and
+takes whole answers at once: a sync worker then never waits on a slow
+client. Without nginx, each slow client holds a worker for as long as it
+likes (`make run` is for development).
 """
 import atexit
-import math
 import multiprocessing
 import os
 import shutil
@@ -31,10 +34,14 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     atexit.register(shutil.rmtree, os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
 METRICS_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"]
 
-from app.db.handle import Limits  # noqa: E402  (after the metrics directory is set)
+from app.cli.deploy import bind_address, worker_timeout  # noqa: E402  (after the metrics directory is set)
+from app.db.handle import Limits  # noqa: E402
 
-# Loopback only: nginx is the one that faces clients.
-bind = "127.0.0.1:8000"
+# BIND, else HOST:PORT; by default 127.0.0.1:8000, loopback only: nginx is
+# the one that faces clients, and `flask --app wsgi deploy nginx-conf` gives
+# it the same address (app/cli/deploy.py). A --bind option (`make run`) or
+# GUNICORN_CMD_ARGS wins over this.
+bind = bind_address()
 
 # Sync workers, each serving one request at a time; requests mostly wait on
 # the database, so two per core and one more (gunicorn's advice). At most 12:
@@ -57,12 +64,12 @@ def _seconds(variable, default):
 # to connect, DB_STATISTICS_TIMEOUT or DB_STATEMENT_TIMEOUT for the queries,
 # each with 1 s of grace for the client-side deadline: 34 s by default), so
 # this is twice that, and at least 60 s, to leave room to build a large
-# answer. nginx's proxy_read_timeout (deploy/nginx.conf) is longer still, so
-# that the worker's answer, even a 503, is what the client gets.
-_longest_database_wait = (_seconds("DB_CONNECT_TIMEOUT", Limits().connect) + 1
-                          + max(_seconds("DB_STATISTICS_TIMEOUT", Limits().statistics),
-                                _seconds("DB_STATEMENT_TIMEOUT", Limits().statement)) + 1)
-timeout = max(60, math.ceil(2 * _longest_database_wait))
+# answer. nginx's proxy_read_timeout (deploy/nginx.conf.template, rendered
+# with this same number and 7 s more) is longer still, so that the worker's
+# answer, even a 503, is what the client gets.
+timeout = worker_timeout(_seconds("DB_CONNECT_TIMEOUT", Limits().connect),
+                         _seconds("DB_STATISTICS_TIMEOUT", Limits().statistics),
+                         _seconds("DB_STATEMENT_TIMEOUT", Limits().statement))
 # On SIGTERM or a reload, requests under way may finish within the same limit.
 graceful_timeout = timeout
 

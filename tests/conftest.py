@@ -157,7 +157,7 @@ def gunicorn(database_url, workers=3, log=None, **env):
     """gunicorn serving wsgi:app on a free port with `env` added; yields its base URL.
 
     It reads gunicorn.conf.py (started in the repository's folder), as in
-    production. Its log (standard error: a line per request) goes to the
+    production, and its address from BIND, as there. Its log (standard error: a line per request) goes to the
     file `log`, or a temporary one: never a pipe that nobody reads, which
     would stall the workers once full.
     """
@@ -166,9 +166,8 @@ def gunicorn(database_url, workers=3, log=None, **env):
         log_file = (open(log, "w+b") if log is not None else tempfile.TemporaryFile())
         stack.enter_context(log_file)
         server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120",
-             "--bind", f"127.0.0.1:{port}", "wsgi:app"],
-            cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url, **env},
+            [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--timeout", "120", "wsgi:app"],
+            cwd=ROOT, env={**os.environ, "DATABASE_URL": database_url, "BIND": f"127.0.0.1:{port}", **env},
             stdout=subprocess.DEVNULL, stderr=log_file,
         )
         base = f"http://127.0.0.1:{port}"

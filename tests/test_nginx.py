@@ -1,9 +1,12 @@
-"""deploy/nginx.conf in front of a live gunicorn: slow clients, and the errors nginx answers itself.
+"""The nginx file in front of a live gunicorn: slow clients, and the errors nginx answers itself.
 
-Starts Debian's nginx with the shipped file (only its listen port, upstream
-address and log path changed) on a free loopback port, with a prefix, pid
-file and temporary folders of its own, as `nobody` when run as root. Every
-loop is bounded; timeouts are liveness guards, never speed requirements.
+Starts Debian's nginx with deploy/nginx.conf.template rendered as the
+production recipe renders it, by `flask --app wsgi deploy nginx-conf` with
+BIND (gunicorn's address), NGINX_LISTEN (a free loopback port) and
+NGINX_LOG_DIR (a temporary folder) in its environment, nothing edited by
+hand; with a prefix, pid file and temporary folders of its own, as `nobody`
+when run as root. Every loop is bounded; timeouts are liveness guards, never
+speed requirements.
 """
 import contextlib
 import json
@@ -12,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -33,25 +37,26 @@ if not os.path.exists(NGINX):
     pytest.skip("nginx is not installed (apt-get install nginx)", allow_module_level=True)
 
 
-def render(folder, port, upstream, **replacements):
-    """deploy/nginx.conf with its port, upstream and log path (and `replacements`) changed, each exactly once."""
-    text = (ROOT / "deploy/nginx.conf").read_text()
-    changes = {"listen 80;": f"listen 127.0.0.1:{port};",
-               "server 127.0.0.1:8000;": f"server {upstream};",
-               "/var/log/nginx/usage.access.log": f"{folder}/access.log", **replacements}
-    for old, new in changes.items():
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    return text
+def render(upstream, *options, **env):
+    """`flask --app wsgi deploy nginx-conf *options` with BIND=`upstream` and `env`."""
+    env = {**os.environ, "BIND": upstream, **env}
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "deploy", "nginx-conf", *options],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    return result.stdout
 
 
 @contextlib.contextmanager
-def nginx(upstream, **replacements):
-    """nginx with deploy/nginx.conf on a free port in front of `upstream`; yields (base URL, folder)."""
+def nginx(upstream, *options, **env):
+    """nginx on a free port in front of `upstream`, its file rendered with `options` and
+    `env` besides; yields (base URL, folder)."""
     folder = tempfile.mkdtemp(prefix="prod-nginx-")
     port = free_port()
+    text = render(upstream, *options, NGINX_LISTEN=f"127.0.0.1:{port}", NGINX_LOG_DIR=folder,
+                  DATABASE_URL=f"sqlite:///{folder}/unused.db", **env)  # the command opens no database
+    assert f"server {upstream};" in text and f"listen 127.0.0.1:{port};" in text
     with open(f"{folder}/usage.conf", "w") as conf:
-        conf.write(render(folder, port, upstream, **replacements))
+        conf.write(text)
     with open(f"{folder}/nginx.conf", "w") as conf:
         conf.write(f"""
 worker_processes 1;
@@ -184,9 +189,10 @@ def assert_json_error(status, headers, body, code, name):
 
 @sqlite_only
 def test_nginx_answers_its_own_errors_as_json(app, keys):
-    limit = app.config["MAX_CONTENT_LENGTH"]
-    with gunicorn(app.config["DATABASE_URL"], workers=2, PROXY_COUNT="1") as direct, \
-            nginx(urlsplit(direct).netloc) as (base, folder):
+    # The same MAX_CONTENT_LENGTH for the service and the rendered file, as in production.
+    limit = 1024 * 1024
+    with gunicorn(app.config["DATABASE_URL"], workers=2, PROXY_COUNT="1", MAX_CONTENT_LENGTH=str(limit)) as direct, \
+            nginx(urlsplit(direct).netloc, MAX_CONTENT_LENGTH=str(limit)) as (base, folder):
         head = b"Host: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
         answer = raw(base, b"POST /v1/usage/calls HTTP/1.1\r\n" + head +
                      f"Content-Length: {limit + 1}\r\n\r\n".encode())
@@ -214,7 +220,7 @@ def test_nginx_answers_its_own_errors_as_json(app, keys):
         status, headers, body = get(base + "/v1/usage", {"X-Request-ID": "not sane"})
         generated = json.loads(body)["request_id"]
         assert status == 401 and re.fullmatch(r"[0-9a-f]{32}", generated)
-        assert logged(f"{folder}/access.log", f"request_id={generated}")
+        assert logged(f"{folder}/usage.access.log", f"request_id={generated}")
 
 
 @sqlite_only
@@ -225,5 +231,5 @@ def test_nginx_answers_502_and_504_as_json(app):
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
         upstream = "127.0.0.1:%d" % silent.getsockname()[1]
-        with nginx(upstream, **{"proxy_read_timeout 75s;": "proxy_read_timeout 1s;"}) as (base, _):
+        with nginx(upstream, "--read-timeout", "1") as (base, _):
             assert_json_error(*get(base + "/healthz"), 504, "Gateway Timeout")

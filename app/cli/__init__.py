@@ -1,12 +1,12 @@
-"""Command line: `flask --app wsgi db|tenants|keys|calls|rollups|budgets|webhooks ...`.
+"""Command line: `flask --app wsgi db|tenants|keys|calls|rollups|budgets|webhooks|deploy ...`.
 
 Every failure a user can cause or meet (an invalid argument, a database that
 cannot be opened, a schema never migrated) ends the command with one line
 saying what is wrong and exit status 1, never a traceback: `cli_errors` and
 `needs_schema`, which every group's commands use. The groups live with their
 concern: `accounts` (tenants, keys), `calls` (calls, rollups), `retention`
-(`calls prune`, `tenants erase`), and the budgets' and webhooks' own
-`commands` modules.
+(`calls prune`, `tenants erase`), `deploy` (the nginx file), and the
+budgets' and webhooks' own `commands` modules.
 
 Which database: every command says, in one line on standard error before it
 does anything, which database it opens (its password as `***`), e.g.
@@ -103,8 +103,9 @@ def register(app):
     from ..webhooks.commands import webhooks_cli
     from .accounts import keys_cli, tenants_cli
     from .calls import calls_cli, rollups_cli
+    from .deploy import deploy_cli
     from . import retention  # noqa: F401  (adds `calls prune` and `tenants erase` to those groups)
-    for group in (db_cli, tenants_cli, keys_cli, calls_cli, rollups_cli, budgets_cli, webhooks_cli):
+    for group in (db_cli, tenants_cli, keys_cli, calls_cli, rollups_cli, budgets_cli, webhooks_cli, deploy_cli):
         app.cli.add_command(group)
 
 
