@@ -4,7 +4,10 @@ Every storage test runs twice: on a SQLite file in a temporary folder, and on
 the PostgreSQL database named by TEST_DATABASE_URL (its `public` schema is
 dropped and re-created for each test). Without TEST_DATABASE_URL the
 PostgreSQL runs are skipped, unless REQUIRE_POSTGRES=1 (as in CI), which turns
-the skip into a failure. The schema always comes from the migrations.
+the skip into a failure, and the end of the run says so in one line
+(`pytest_terminal_summary`). `make test-pg` runs everything on a PostgreSQL
+database that it creates and drops. The schema always comes from the
+migrations.
 """
 import contextlib
 import datetime as dt
@@ -52,9 +55,29 @@ def backend_url(backend, folder):
     if not url:
         if os.environ.get("REQUIRE_POSTGRES") == "1":
             pytest.fail("REQUIRE_POSTGRES=1 but TEST_DATABASE_URL is not set")
-        pytest.skip("TEST_DATABASE_URL is not set: PostgreSQL run skipped")
+        pytest.skip(POSTGRES_SKIPPED)
     _reset_postgres(url)
     return url
+
+
+POSTGRES_SKIPPED = "TEST_DATABASE_URL is not set: PostgreSQL run skipped"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)  # outermost: after pytest's short summary
+def pytest_terminal_summary(terminalreporter):
+    """After pytest's own summary: one line on the PostgreSQL runs skipped for
+    want of TEST_DATABASE_URL, if any were, and how to run them."""
+    yield
+    stats = terminalreporter.stats
+    skipped = {report.nodeid for report in stats.get("skipped", [])
+               if isinstance(report.longrepr, tuple) and "TEST_DATABASE_URL is not set" in report.longrepr[2]}
+    if skipped and not os.environ.get("TEST_DATABASE_URL"):
+        run = {report.nodeid for outcome in ("passed", "failed", "skipped", "error", "xfailed", "xpassed")
+               for report in stats.get(outcome, [])}
+        terminalreporter.write_line(
+            f"{len(skipped)} of {len(run)} tests skipped: they run on PostgreSQL, and TEST_DATABASE_URL "
+            "is not set. `make test-pg` runs them on a database of its own (created on PG_URL, "
+            "postgresql://postgres@127.0.0.1:5432 by default, and dropped after).", yellow=True, bold=True)
 
 
 def build_app(database_url, tmp_path, migrate=True, **config):

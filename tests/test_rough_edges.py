@@ -191,3 +191,15 @@ def test_the_nginx_file_takes_every_value_from_the_configuration(runner):
 def test_a_value_that_does_not_fit_in_an_nginx_file_is_refused(runner, options, env, says):
     status, output = nginx_conf(runner, *options, **env)
     assert status != 0 and says in output and "server " not in output
+
+
+def test_a_run_without_postgresql_says_so_in_one_line_at_the_end():
+    env = {k: v for k, v in os.environ.items() if k not in ("TEST_DATABASE_URL", "REQUIRE_POSTGRES")}
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "tests/test_formats.py", "-k", "operation_id or first_media_type"],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout
+    said = [line for line in lines if "TEST_DATABASE_URL is not set. `make test-pg`" in line]
+    assert said == [lines[-2]], lines[-4:]  # just above pytest's last line
+    assert said[0].startswith("2 of 4 tests skipped: they run on PostgreSQL")
