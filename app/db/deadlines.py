@@ -135,10 +135,11 @@ def fetch_sql(sql, params=()):
 
 
 @contextmanager
-def pipelined(statements):
+def pipelined(statements, binary=False):
     """Run `statements` [(sql, params)], yielding a list that holds, once the
     block is over, the rows of each statement (a list per statement, in
-    order): the block must not need them.
+    order): the block must not need them. `binary`: PostgreSQL sends the
+    rows in its binary format (bytea as bytes, as `fetch_sql`).
 
     PostgreSQL: they are sent at once in pipeline mode, and the block runs
     while the server executes them (Python work there costs no time); one
@@ -156,7 +157,7 @@ def pipelined(statements):
     with _watched(db), __exception_wrapper__:
         conn = db.connection()
         with conn.pipeline():
-            cursors = [conn.cursor() for _ in statements]
+            cursors = [conn.cursor(binary=binary) for _ in statements]
             for cursor, (sql, params) in zip(cursors, statements):
                 cursor.execute(sql, params)
             yield results

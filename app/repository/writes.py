@@ -58,22 +58,31 @@ def add_calls(rows):
     of cell building then cost nothing; the same goes for the costs it adds
     to budgets, whose budgets are read in the same round trip, right after
     the INSERT. When some rows were not stored (a retry), the cells and
-    costs are worked out again from those that were. The stored rows' cost
-    then counts against their tenants' budgets, and the thresholds it
-    crosses fire, in the same transaction (app/budgets/alerts.py).
+    costs are worked out again from those that were. Then each step's
+    Python runs while the database does the step before: the costs are
+    summed per budget while it writes the cells, and the cells' sketches
+    merged (`rollups.compacted`) while it adds the costs to the budgets'
+    counters. The costs count against their tenants' budgets, and the
+    thresholds they cross fire, in the same transaction
+    (app/budgets/alerts.py).
     """
     statements = _insert_ignoring_duplicates(rows)
     budgets_read = budget_alerts.budgets_statement({row["tenant"] for row in rows})
     with database.atomic():
         with pipelined([*statements, budgets_read]) as results:
-            cells, costs = rollups.cells_of(rows), budget_alerts.costs_of(rows)
+            cell_writes, costs = rollups.cell_writes(rollups.cells_of(rows)), budget_alerts.costs_of(rows)
         *inserted, budgets = results
         created = [key for keys in inserted for key in keys]
         stored = rows if len(created) == len(rows) else _created_rows(rows, created)
         if stored is not rows:
-            cells, costs = rollups.cells_of(stored), budget_alerts.costs_of(stored)
-        rollups.add(cells)
-        budget_alerts.count(costs, budgets)
+            cell_writes, costs = rollups.cell_writes(rollups.cells_of(stored)), budget_alerts.costs_of(stored)
+        with pipelined(cell_writes, binary=True) as cells_written:
+            spent = budget_alerts.tally(costs, budgets)
+            counter_writes = budget_alerts.counter_writes(spent)
+        with pipelined(counter_writes) as counters_written:
+            compacted = rollups.compacted(cells_written)
+        rollups.write_compacted(compacted)
+        budget_alerts.count(spent, counters_written)
     received = Counter(row["tenant"] for row in rows)
     stored = Counter(tenant_id for tenant_id, _ in created)
     return Added(len(created), len(rows) - len(created),

@@ -3,15 +3,15 @@
 What a cell is and how a window is covered: `app/rollups.py`.
 
 - `cells`: the table's columns, bulk inserts and updates of cells;
-- `keep`: `cells_of` calls and `add` them, run by ingestion in the transaction
+- `keep`: `cells_of` calls and add them (`cell_writes`, `compacted`), run by ingestion in the transaction
   that stores the calls;
 - `rebuild`: recomputing cells from llm_call (`rollups rebuild|verify`);
 - `read`: `approximate`, statistics of windows from cells and raw edges,
   and `reads_cells`, whether a window holds any whole cell.
 """
-from .keep import add, cells_of
+from .keep import add, cell_writes, cells_of, compacted, write_compacted
 from .read import RollupsNotBuilt, approximate, reads_cells
 from .rebuild import calls_past_end_of_time, differences, mark_rebuilt, months_to_rebuild, rebuild_month
 
-__all__ = ["RollupsNotBuilt", "add", "approximate", "calls_past_end_of_time", "cells_of", "differences",
-           "mark_rebuilt", "months_to_rebuild", "reads_cells", "rebuild_month"]
+__all__ = ["RollupsNotBuilt", "add", "approximate", "calls_past_end_of_time", "cell_writes", "cells_of", "compacted",
+           "differences", "mark_rebuilt", "months_to_rebuild", "reads_cells", "rebuild_month", "write_compacted"]

@@ -3,7 +3,7 @@ import functools
 
 from peewee import PostgresqlDatabase, chunked
 
-from ...db import database, execute_many, fetch_sql
+from ...db import database, execute_many
 from ...models import UsageRollup
 from ...rollups import KEY, METRICS
 from ..arrays import array
@@ -31,9 +31,9 @@ def unnest(names, columns):
     return f"unnest({arrays})", [array(TYPES[name], column) for name, column in zip(names, columns)]
 
 
-def insert_rows(table, suffix=""):
-    """INSERT the cells of a CellTable + `suffix`, in the table's order; return
-    the rows a RETURNING in `suffix` gives.
+def insert_statements(table, suffix=""):
+    """[(sql, params)]: INSERT the cells of a CellTable + `suffix`, in the
+    table's order.
 
     PostgreSQL: one statement reading one array per column (unnest), which
     keeps the rows' order; thousands of single-row statements, even
@@ -41,32 +41,23 @@ def insert_rows(table, suffix=""):
     rows a statement."""
     if not table.keys:
         return []
-    returning = "RETURNING" in suffix
     grains, starts, *key = zip(*table.keys)
     columns = [grains, [_cell_start_value(start) for start in starts], *key, *table.numbers, *table.sketches]
     if isinstance(database.obj, PostgresqlDatabase):
         source, params = unnest(COLUMNS, columns)
-        sql = f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}"
-        if returning:
-            return fetch_sql(sql, params)
-        database.execute_sql(sql, params)
-        return []
-    returned = []
-    for chunk in chunked(zip(*columns), SQLITE_CHUNK):
-        placeholders = f"({', '.join(['?'] * len(COLUMNS))})"
-        cursor = database.execute_sql(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES "
-                                      f"{', '.join([placeholders] * len(chunk))}{suffix}",
-                                      [value for row in chunk for value in row])
-        if returning:
-            returned += cursor.fetchall()
-    return returned
+        return [(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) SELECT * FROM {source}{suffix}", params)]
+    placeholders = f"({', '.join(['?'] * len(COLUMNS))})"
+    return [(f"INSERT INTO usage_rollup ({', '.join(COLUMNS)}) VALUES "
+             f"{', '.join([placeholders] * len(chunk))}{suffix}", [value for row in chunk for value in row])
+            for chunk in chunked(zip(*columns), SQLITE_CHUNK)]
 
 
 def add_cells(table, sketches_from_pieces):
-    """Add the cells of a CellTable (written in its order) to the stored ones,
-    inserting those that are missing; return [(id, sketch_pieces, *sketches)]
-    of every cell written, its sketches only if it now holds
-    `sketches_from_pieces` pieces or more (else None).
+    """[(sql, params)] that add the cells of a CellTable (written in its
+    order) to the stored ones, inserting those that are missing; each
+    returns rows (id, sketch_pieces, *sketches) of the cells it wrote, their
+    sketches only if they now hold `sketches_from_pieces` pieces or more
+    (else None).
 
     One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
@@ -91,7 +82,7 @@ def add_cells(table, sketches_from_pieces):
               for name in SKETCHES]
     suffix = (f" ON CONFLICT ({', '.join(KEY_COLUMNS)}) DO UPDATE SET {', '.join(assignments)}"
               f" RETURNING id, sketch_pieces, {', '.join(wanted)}")
-    return insert_rows(table, suffix)
+    return insert_statements(table, suffix)
 
 
 def _concatenated(left, right):
@@ -121,4 +112,5 @@ def _cell_start_value(start):
 
 def insert_cells(table):
     """Insert the cells of a CellTable (`rebuild_month` deleted the month's first)."""
-    insert_rows(table)
+    for sql, params in insert_statements(table):
+        database.execute_sql(sql, params)

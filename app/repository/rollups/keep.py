@@ -1,5 +1,6 @@
-"""Keeping cells with the calls: `cells_of` them, and `add` them in the
-transaction that stores them."""
+"""Keeping cells with the calls: `cells_of` them, and add them in the
+transaction that stores them (`cell_writes`, then `compacted`)."""
+from ...db import pipelined
 from ...rollups import CellBuilder, merged
 from .cells import add_cells, write_sketches
 
@@ -17,24 +18,38 @@ def cells_of(rows):
     return builder.table()
 
 
-def add(table):
-    """Add the cells of calls just inserted (`cells_of` them) to the stored
-    ones, inside the caller's transaction, so the cells change if and only
-    if the calls are stored.
-
-    One statement adds the batch's cells to the stored ones (`add_cells`),
-    appending the batch's sketches to theirs; then the cells that reached
-    COMPACT_AFTER pieces have their sketches merged.
-    """
-    written = add_cells(table, COMPACT_AFTER)
-    _compact({cell_id: sketches for cell_id, pieces, *sketches in written if pieces >= COMPACT_AFTER})
+def cell_writes(table):
+    """[(sql, params)] adding the cells of calls just inserted (`cells_of`
+    them) to the stored ones, appending the batch's sketches to theirs
+    (`add_cells`). Ingestion builds them while its INSERT runs, sends them
+    in the transaction that stores the calls (so the cells change if and
+    only if the calls are stored), with `pipelined(..., binary=True)`, and
+    hands their rows to `compacted`."""
+    return add_cells(table, COMPACT_AFTER)
 
 
-def _compact(stored):
-    """Merge the sketches {cell id: [its sketch per metric]} of cells this
-    transaction has just written (and so holds locked), each into one piece.
-    The upsert returned them: reading them again took a statement more."""
+def compacted(written):
+    """[[*sketches, cell id]]: the merged sketches of the cells that the
+    rows `written` (a list per statement of `cell_writes`) say reached
+    COMPACT_AFTER pieces; `write_compacted` stores them. The upsert
+    returned their sketches: reading them again took a statement more, and
+    the cells are locked by this transaction until it ends."""
+    stored = {cell_id: sketches for rows in written for cell_id, pieces, *sketches in rows
+              if pieces >= COMPACT_AFTER}
     if not stored:
-        return
+        return []
     sketches = merged({cell_id: [bytes(sketch) for sketch in row] for cell_id, row in stored.items()})
-    write_sketches([[*sketches[cell_id], cell_id] for cell_id in sorted(stored)])
+    return [[*sketches[cell_id], cell_id] for cell_id in sorted(stored)]
+
+
+def write_compacted(rows):
+    """Store `compacted` sketches, each cell's as one piece."""
+    write_sketches(rows)
+
+
+def add(table):
+    """Add the cells of a CellTable to the stored ones and compact them: what
+    ingestion does in steps, interleaved with its other work."""
+    with pipelined(cell_writes(table), binary=True) as written:
+        pass
+    write_compacted(compacted(written))
