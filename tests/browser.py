@@ -55,6 +55,17 @@ def chromium(width=1280, height=900, downloads=None):
     return driver
 
 
+def emulate_width(driver, width, height=844):
+    """A viewport of `width` × `height` CSS pixels. Not set_window_size: headless
+    Chromium keeps its window at least 500 px wide, so 390 px needs emulation.
+    `emulate_width(driver, None)` returns to the window's own size."""
+    if width is None:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+        return
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+        "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
 def wait(driver, condition, message="", timeout=TIMEOUT):
     return WebDriverWait(driver, timeout).until(lambda d: condition(d), message)
 
@@ -139,3 +150,33 @@ def legend(driver, chart="cost"):
     return driver.execute_script(
         "return [...document.querySelectorAll(arguments[0])].map(e => e.textContent)",
         f"#chart-{chart} .legend .legendtext")
+
+
+def legend_colours(driver, chart="cost"):
+    """{name: colour} of a chart's legend, as drawn (the fill of each entry's symbol)."""
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll(arguments[0])].map(entry => ["
+        "  entry.querySelector('.legendtext').textContent,"
+        "  getComputedStyle(entry.querySelector('.legendpoints path')).fill]))",
+        f"#chart-{chart} .legend .traces")
+
+
+def swatch_colours(driver, table_id):
+    """{name: colour} of the swatches in a table's name cells, as drawn."""
+    return driver.execute_script(
+        "return Object.fromEntries([...document.querySelectorAll(arguments[0])].map(td => ["
+        "  td.textContent, getComputedStyle(td.querySelector('.swatch')).backgroundColor]))",
+        f"#{table_id} tbody td:first-child")
+
+
+def in_view(driver, selector):
+    """Whether every element of `selector` is shown and wholly within the
+    viewport's width and its scrolling box's visible part (not scrolled away)."""
+    return driver.execute_script("""
+        const elements = [...document.querySelectorAll(arguments[0])];
+        return elements.length > 0 && elements.every(element => {
+          const box = element.getBoundingClientRect();
+          const scroller = element.closest('.scroll').getBoundingClientRect();
+          return box.width > 0 && box.left >= Math.max(0, scroller.left) - 0.5
+            && box.right <= Math.min(innerWidth, scroller.right) + 0.5;
+        });""", selector)

@@ -12,10 +12,11 @@ missing; in CI (.ci/run installs it) that fails.
 """
 import datetime as dt
 import json
+import re
 import time
 import urllib.request
 from decimal import ROUND_HALF_EVEN, Decimal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -26,8 +27,9 @@ import browser
 from app.budgets import service as budget_service
 from app.db import database
 from app.models import UsageRollupState
-from browser import (after_load, choose, find, legend, open_signed_out, page_window, plotted, sign_in,
-                     sign_in_with_script, stored_key, table, wait)
+from browser import (after_load, choose, emulate_width, find, in_view, legend, legend_colours, loads,
+                     open_signed_out, page_window, plotted, sign_in, sign_in_with_script, stored_key,
+                     swatch_colours, table, wait)
 from conftest import BACKENDS, Keys, backend_url, build_app, gunicorn
 from data import UTC, record, store
 from expected import expected_stats, in_window
@@ -313,6 +315,114 @@ def test_names_written_by_tenants_are_shown_as_text_and_run_nothing(driver, site
     assert_nothing_but_map_styles_blocked(driver)
 
 
+def fnv1a(name):
+    """The 32-bit FNV-1a hash of a name's UTF-8 bytes, as colours.js computes it."""
+    value = 0x811C9DC5
+    for byte in name.encode():
+        value = ((value ^ byte) * 0x01000193) % 2**32
+    return value
+
+
+def palette(driver):
+    """colours.js's palette, as the rgb() colours a browser draws."""
+    return driver.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        import('/dashboard/static/colours.js').then(module => done(module.PALETTE.map(hex => {
+          const probe = document.createElement('span');
+          probe.style.color = hex;
+          document.body.append(probe);
+          const rgb = getComputedStyle(probe).color;
+          probe.remove();
+          return rgb;
+        })));""")
+
+
+def assert_name_colours(driver, colours):
+    """Each name's colour is the palette's colour of its hash: nothing else."""
+    shades = palette(driver)
+    assert len(shades) == len(set(shades)) == 12
+    assert colours == {name: shades[fnv1a(name) % len(shades)] for name in colours}
+
+
+def test_a_name_has_one_colour_in_every_chart_table_view_and_reload(driver, site):
+    sign_in(driver, site.base, site.keys["admin"], "?window=7d&tz=UTC&group_by=model")
+    everyone = legend_colours(driver)
+    assert {"gpt-4o-mini", "gpt-4o", "claude-haiku", HOSTILE_MODEL, MARKUP_MODEL} <= set(everyone)
+    assert swatch_colours(driver, "table-models") == everyone  # the table says what the chart says
+    assert_name_colours(driver, everyone)
+    order = list(everyone)
+    # Another view, with the names in other places: each keeps its colour.
+    choose(driver, "tenant", "globex")
+    globex = legend_colours(driver)
+    assert any(order.index(name) != index for index, name in enumerate(globex)), \
+        "the names kept their places: this view tells nothing"
+    assert globex == {name: everyone[name] for name in globex}
+    assert swatch_colours(driver, "table-models") == globex
+    # After a reload (the key is in the tab): the same colours.
+    driver.refresh()
+    wait(driver, lambda d: loads(d) >= 1, "the page did not load again")
+    assert legend_colours(driver) == globex and swatch_colours(driver, "table-models") == globex
+    # Operations and tenants too; a tenant's colour is the same in both its places.
+    choose(driver, "tenant", "")
+    choose(driver, "group-by", "operation")
+    operations = legend_colours(driver)
+    assert set(operations) == set(OPERATIONS) and swatch_colours(driver, "table-operations") == operations
+    assert_name_colours(driver, operations)
+    choose(driver, "group-by", "tenant_id")
+    tenants = legend_colours(driver)
+    assert set(tenants) == {"acme", "globex"} and swatch_colours(driver, "table-tenants") == tenants
+    assert_name_colours(driver, tenants)
+    assert_nothing_but_map_styles_blocked(driver)  # the swatches' colours are no inline style
+
+
+TIME = r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}"
+
+
+def test_every_time_on_the_page_is_written_one_way(driver, site):
+    zone = ZoneInfo("Asia/Kolkata")
+    sign_in(driver, site.base, site.keys["acme"], "?window=7d&tz=Asia/Kolkata&bucket=day&group_by=model")
+    start, end = (moment.astimezone(zone) for moment in page_window(driver))
+    assert find(driver, "#window-shown").text == f"From {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} (Asia/Kolkata)."
+    updated = re.fullmatch(rf"Updated at ({TIME}:\d{{2}})\.", find(driver, "#status").text)
+    assert updated, find(driver, "#status").text
+    now = dt.datetime.now(zone).replace(tzinfo=None)
+    assert abs(dt.datetime.fromisoformat(updated[1]) - now) < dt.timedelta(minutes=2)
+    # The charts' axes: the date over the time, as the page writes them.
+    for chart in ("cost", "calls", "duration", "tokens"):
+        ticks = driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0])].map(t => "
+            "[...t.querySelectorAll('tspan.line')].map(line => line.textContent).join(' ') || t.textContent)",
+            f"#chart-{chart} .xtick text")
+        assert ticks and all(re.fullmatch(TIME, tick) for tick in ticks), (chart, ticks)
+    # A hover label's time.
+    bar = [b for b in driver.find_elements("css selector", "#chart-calls .barlayer .trace:first-child .point path")
+           if b.size["height"] > 0][0]
+    ActionChains(driver).move_to_element(bar).perform()
+    wait(driver, lambda d: re.search(TIME, d.execute_script(
+        "const layer = document.querySelector('#chart-calls .hoverlayer'); return layer ? layer.textContent : ''")),
+        "no hover label with the bucket's time")
+    # The budgets' periods, each in its own zone (which the cell names).
+    periods = [row[1].split("\n")[1] for row in table(driver, "table-budgets", text="innerText")]
+    assert periods and all(re.fullmatch(f"{TIME} – {TIME}", period) for period in periods), periods
+    # The calls list: its title, and each call to the second.
+    find(driver, "#table-models tbody tr").click()
+    wait(driver, lambda d: table(d, "table-calls") and find(d, "#calls-note").text not in ("", "Loading…"))
+    assert find(driver, "#calls-title-detail").text.endswith(
+        f" · {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} (Asia/Kolkata)")
+    assert all(re.fullmatch(f"{TIME}:\\d{{2}}", row[0]) for row in table(driver, "table-calls"))
+    # A custom window's ends, in the same format, and typed in it (a date alone: its midnight).
+    choose(driver, "window", "custom")
+    assert [find(driver, f"#{end_}").get_attribute("value") for end_ in ("from", "to")] == [
+        f"{start:%Y-%m-%d %H:%M}", f"{end:%Y-%m-%d %H:%M}"]
+    field = find(driver, "#to")
+    day = (end - dt.timedelta(days=1)).date()
+    after_load(driver, lambda: field.send_keys(Key.CONTROL, "a", Key.NULL, f"{day}", Key.TAB))
+    assert page_window(driver)[1] == dt.datetime.combine(day, dt.time(), zone)
+    assert field.get_attribute("value") == f"{day} 00:00"
+    after_load(driver, lambda: field.send_keys(Key.CONTROL, "a", Key.NULL, "12/01/2026, 12:00 AM", Key.TAB))
+    assert find(driver, "#error").text.startswith("Write the ends of the custom window as 2026-11-01 00:00")
+
+
 def test_the_key_stays_in_session_storage_and_headers_only(driver, site):
     key = site.keys["admin"]
     sign_in(driver, site.base, key, "?window=30d")
@@ -333,7 +443,7 @@ def test_the_key_stays_in_session_storage_and_headers_only(driver, site):
 
 def test_a_wrong_or_revoked_key_returns_to_the_sign_in_form(driver, site):
     open_signed_out(driver, f"{site.base}/dashboard")
-    find(driver, "#api-key").send_keys("usk_0123456789abcdef_wrong" + Key.ENTER)
+    find(driver, "#api-key").send_keys("usk_0123456789abcdef_" + "A" * 43 + Key.ENTER)  # a key's shape
     wait(driver, lambda d: find(d, "#sign-in-error").text, "no message for a wrong key")
     assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
     created = api(site, "/v1/tenants/acme/keys", site.keys["admin"], method="POST", body={"name": "revoke me"})
@@ -344,6 +454,33 @@ def test_a_wrong_or_revoked_key_returns_to_the_sign_in_form(driver, site):
     wait(driver, lambda d: find(d, "#sign-in").is_displayed(), "a revoked key kept the view")
     assert find(driver, "#sign-in-error").text == "The API key is unknown or revoked."
     assert stored_key(driver) is None and not find(driver, "#view").is_displayed()
+
+
+NOT_A_KEY = ("That is not an API key: keys start with usk_, then 16 hexadecimal digits, an underscore and a "
+             "43-character secret. Check that it was copied whole.")
+
+
+def test_text_that_is_not_shaped_like_a_key_is_named_and_never_sent(driver, site):
+    open_signed_out(driver, f"{site.base}/dashboard")
+    how = find(driver, "#key-how").text
+    assert "flask --app wsgi keys create --tenant <tenant> --name dashboard --scope usage:read" in how
+    assert "or ask an operator" in how
+    key = site.keys["acme"]
+    key_id = key.split("_")[1]
+    for text in (key[:-1], key + "x", key_id, f"usk_{key_id}", "usk_0123456789abcdef_wrong", "hunter2",
+                 key.replace("usk_", "usk-"), key.upper()):
+        field = find(driver, "#api-key")
+        field.send_keys(text + Key.ENTER)
+        wait(driver, lambda d: find(d, "#sign-in-error").text == NOT_A_KEY, f"no not-a-key message for {text!r}")
+        assert field.get_attribute("value") == ""
+        driver.execute_script("document.getElementById('sign-in-error').textContent = ''")
+    # Nothing was sent, and nothing kept.
+    assert driver.execute_script(
+        "return performance.getEntriesByType('resource').filter(e => e.name.includes('/v1/')).length") == 0
+    assert stored_key(driver) is None and not find(driver, "#view").is_displayed()
+    # Pasted with spaces around it, a key is still a key.
+    after_load(driver, lambda: find(driver, "#api-key").send_keys(f"  {key} " + Key.ENTER))
+    assert find(driver, "#view").is_displayed() and stored_key(driver) == key
 
 
 # The page's 60 s auto-refresh, run every half second for this test only.
@@ -375,10 +512,51 @@ def test_auto_refresh_costs_a_304_and_no_redraw_until_the_numbers_change(driver,
         driver.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": shim["identifier"]})
 
 
-def test_an_empty_window_says_so(driver, site):
-    sign_in(driver, site.base, site.keys["acme"], "?window=custom&from=2001-01-01T00:00&to=2001-01-08T00:00&tz=UTC")
-    assert find(driver, "#empty").is_displayed() and find(driver, "#empty").text == "No calls in this window."
+EMPTY_WINDOW = "?window=custom&from=2001-01-01T00:00&to=2001-01-08T00:00&bucket=hour"
+
+
+def calls_requests(driver):
+    """The call-log requests of the page: path and parameters of each."""
+    urls = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    return [(urlsplit(url).path, sorted(parse_qsl(urlsplit(url).query))) for url in urls
+            if urlsplit(url).path.startswith("/v1/") and urlsplit(url).path.endswith("/calls")]
+
+
+def test_an_empty_window_says_where_the_calls_are(driver, site):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    sign_in(driver, site.base, site.keys["acme"], EMPTY_WINDOW + "&tz=Asia/Tokyo")
+    assert find(driver, "#empty").is_displayed() and find(driver, "#empty-text").text == "No calls in this window."
     assert not find(driver, "#results").is_displayed()
+    latest = max(r["timestamp"] for r in site.records if r["tenant_id"] == "acme").astimezone(tokyo)
+    assert find(driver, "#empty-latest").text == f"The latest call is from {latest:%Y-%m-%d %H:%M}."
+    # One request: the newest call, whatever its date.
+    assert calls_requests(driver) == [("/v1/usage/calls", [("limit", "1")])]
+    button = find(driver, "#empty-show")
+    assert button.text == "Show the 30 days before it"
+    after_load(driver, button.click)
+    end = latest.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+    start, shown_end = page_window(driver)
+    assert (start, shown_end) == (end - dt.timedelta(days=30), end)
+    assert "window=custom" in driver.current_url and "bucket=day" in driver.current_url
+    assert not find(driver, "#empty").is_displayed() and find(driver, "#results").is_displayed()
+    assert table(driver, "table-models") == rows(expected_stats(site.records, "acme", start, end)["by_model"], "model")
+    assert find(driver, "#from").get_attribute("value") == f"{end - dt.timedelta(days=30):%Y-%m-%d} 00:00"
+
+
+def test_an_empty_window_of_every_tenant_looks_in_the_chosen_tenant(driver, site):
+    sign_in(driver, site.base, site.keys["reader"], EMPTY_WINDOW + "&tz=UTC&tenant=globex")
+    latest = max(r["timestamp"] for r in site.records if r["tenant_id"] == "globex").astimezone(UTC)
+    assert find(driver, "#empty-latest").text == f"The latest call is from {latest:%Y-%m-%d %H:%M}."
+    assert calls_requests(driver) == [("/v1/usage/all/calls", [("limit", "1"), ("tenant_id", "globex")])]
+    # All tenants: the newest call of any.
+    choose(driver, "tenant", "")
+    latest = max(r["timestamp"] for r in site.records).astimezone(UTC)
+    assert find(driver, "#empty-latest").text == f"The latest call is from {latest:%Y-%m-%d %H:%M}."
+    assert calls_requests(driver)[-1] == ("/v1/usage/all/calls", [("limit", "1")])
+    # A tenant with no calls at all: nothing to show, no button.
+    sign_in(driver, site.base, site.keys["reader"], EMPTY_WINDOW + "&tz=UTC&tenant=ops")
+    assert find(driver, "#empty-latest").text == "No calls are stored for this view at all yet."
+    assert not find(driver, "#empty-show").is_displayed()
 
 
 def test_without_rollups_the_percentiles_are_exact_and_the_page_says_why(driver, site):
@@ -420,14 +598,40 @@ def test_download_csv_saves_the_apis_csv(driver, site):
     assert downloaded(driver, name) == expected
 
 
+def column_in_view(driver, table_id, label):
+    """Whether the column `label` of a table (its header and every cell) is wholly in view."""
+    index = table(driver, table_id, "thead")[0].index(label)
+    return in_view(driver, f"#{table_id} tr > :nth-child({index + 1})")
+
+
+def assert_stacked(driver):
+    """The shown controls are one above the other, at one left edge, within the width."""
+    boxes = driver.execute_script(
+        "return [...document.querySelectorAll('#controls .control')].filter(c => c.offsetParent)"
+        ".map(c => c.getBoundingClientRect()).map(b => [b.left, b.top, b.bottom, b.right])")
+    assert len(boxes) >= 5 and len({round(left) for left, *_ in boxes}) == 1, boxes
+    assert all(above[2] <= below[1] for above, below in zip(boxes, boxes[1:])), boxes
+    assert all(right <= 390 for *_, right in boxes), boxes
+
+
 def test_keyboard_labels_and_a_narrow_screen(driver, site):
-    driver.set_window_size(390, 844)
+    emulate_width(driver, 390)  # a phone's width: a headless window is never narrower than 500 px
     try:
+        open_signed_out(driver, f"{site.base}/dashboard")  # the sign-in form and its command line fit
+        assert find(driver, "#key-how").is_displayed()
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
         sign_in(driver, site.base, site.keys["acme"], "?window=7d")  # typed, then Enter
+        assert driver.execute_script("return innerWidth") == 390
         assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
         assert_charts_drawn(driver)
         assert driver.execute_script(
             "return [...document.querySelectorAll('.chart')].every(c => c.getBoundingClientRect().right <= innerWidth)")
+        assert_stacked(driver)
+        # Each table keeps its names and its cost in view, without scrolling sideways.
+        for table_id, name in (("table-operations", "Operation"), ("table-models", "Model")):
+            assert column_in_view(driver, table_id, name) and column_in_view(driver, table_id, "Cost (USD)"), table_id
+        assert column_in_view(driver, "table-budgets", "Budget") and column_in_view(driver, "table-budgets", "Spent (USD)")
+        assert find(driver, ".narrow-only").is_displayed()
         unlabelled = driver.execute_script(
             "return [...document.querySelectorAll('input, select')].filter(e => e.labels.length === 0).map(e => e.id)")
         assert unlabelled == []
@@ -439,8 +643,31 @@ def test_keyboard_labels_and_a_narrow_screen(driver, site):
         find(driver, "#table-models th:nth-child(2) button").send_keys(Key.ENTER)
         calls = [int(row[1].replace(",", "")) for row in table(driver, "table-models")]
         assert calls == sorted(calls)
+        find(driver, "#table-models tbody tr").click()
+        wait(driver, lambda d: table(d, "table-calls") and find(d, "#calls-note").text not in ("", "Loading…"))
+        assert column_in_view(driver, "table-calls", "Time") and column_in_view(driver, "table-calls", "Cost (USD)")
+        # Every tenant, a custom window (two more controls), and its longest names.
+        sign_in(driver, site.base, site.keys["admin"], "?window=7d&tz=UTC&tenant=globex")
+        choose(driver, "window", "custom")
+        assert_stacked(driver)
+        for table_id, name in (("table-tenants", "Tenant"), ("table-models", "Model")):
+            assert column_in_view(driver, table_id, name) and column_in_view(driver, table_id, "Cost (USD)"), table_id
+        assert column_in_view(driver, "table-budgets", "Spent (USD)")
+        [row] = [tr for tr in driver.find_elements("css selector", "#table-models tbody tr")
+                 if tr.find_element("css selector", "td").text == HOSTILE_MODEL]
+        row.click()
+        calls_settled(driver, 1)
+        assert table(driver, "table-calls")[0][3] == HOSTILE_MODEL
+        for label in ("Time", "Tenant", "Model", "Cost (USD)"):
+            assert column_in_view(driver, "table-calls", label), label
+        assert driver.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
     finally:
-        driver.set_window_size(1280, 900)
+        emulate_width(driver, None)
+    # A wide screen shows every column.
+    sign_in(driver, site.base, site.keys["acme"], "?window=7d")
+    assert table(driver, "table-models", "thead")[0][-2:] == ["Input tokens", "Output tokens"]
+    assert find(driver, "#table-models th:last-child").is_displayed()
+    assert not find(driver, ".narrow-only").is_displayed()
 
 
 def test_the_time_zone_is_the_browsers_until_one_is_chosen(driver, site):

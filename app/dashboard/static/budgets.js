@@ -14,6 +14,7 @@
 // data, never HTML. A failed request shows its message in the block only.
 
 import {ApiError, SignedOut, money} from "./api.js";
+import {timeText} from "./view.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -65,6 +66,7 @@ function showBudgets(budgets, note, everyTenant) {
     th.scope = "col";
     th.textContent = label;
     if (label.includes("USD")) th.className = "number";
+    if (label === "Tenant") th.className = "wide";
     headRow.append(th);
   }
   const body = document.createElement("tbody");
@@ -75,13 +77,16 @@ function showBudgets(budgets, note, everyTenant) {
 function budgetRow(budget, everyTenant) {
   const status = budget.status;
   const tr = document.createElement("tr");
+  // A period is the budget's own day, week or month: shown in its zone, which the cell names.
+  const inZone = (rfc3339) => timeText(Date.parse(rfc3339), budget.tz);
   const details = [budget.enforce ? "enforced" : "", budget.model === null ? "" : `model ${budget.model}`,
     budget.operation === null ? "" : `operation ${budget.operation}`].filter(Boolean);
   tr.append(
     cell(lines(budget.name, details.join(" · "))),
-    ...(everyTenant ? [cell(budget.tenant_id)] : []),
-    cell(lines(`${budget.period} in ${budget.tz}`,
-      `${wallClock(status.period_start)} – ${wallClock(status.period_end)}`, "dates")),
+    // The selected tenant's, always: on a narrow screen it leaves its room to the spent column.
+    ...(everyTenant ? [cell(budget.tenant_id, "wide")] : []),
+    cell(lines(`${budget.period} in ${budget.tz}`, `${inZone(status.period_start)} – ${inZone(status.period_end)}`,
+      "dates")),
     cell(money(status.spent_usd), "number"),
     cell(money(budget.amount_usd), "number"),
     cell(used(budget)),
@@ -89,13 +94,6 @@ function budgetRow(budget, everyTenant) {
     cell(status.thresholds_crossed.length ? status.thresholds_crossed.map(percent).join(", ") : "none"),
   );
   return tr;
-}
-
-// The API writes a period's ends with the offset of the budget's zone, so
-// their first 16 characters are its wall clock: "2026-12-01 00:00", the
-// format of the page's window line.
-function wallClock(rfc3339) {
-  return rfc3339.slice(0, 16).replace("T", " ");
 }
 
 function percent(value) {

@@ -10,7 +10,7 @@
 
 import {ApiError, SignedOut, money} from "./api.js";
 import {DIMENSION_NAMES} from "./charts.js";
-import {isoUtc, localText} from "./view.js";
+import {isoUtc, timeText} from "./view.js";
 
 const PAGE_SIZE = 50;
 const $ = (selector) => document.querySelector(selector);
@@ -40,17 +40,17 @@ export function callsOfWindow(filters) {
   const {window, view} = context();
   if (!window) return;
   drill({from: isoUtc(window.from), to: isoUtc(window.to)}, filters,
-    `${localText(window.from, view.tz)} – ${localText(window.to, view.tz)}`);
+    `${timeText(window.from, view.tz)} – ${timeText(window.to, view.tz)}`);
 }
 
 // A chart's bar or point (plotly_click): the calls of its bucket.
 export function callsOfBucket(event) {
-  const {series} = context();
+  const {series, view} = context();
   const point = event.points && event.points[0];
   const bucket = point && series && series.buckets[point.pointIndex ?? point.pointNumber];
   if (!bucket) return;
-  const wall = (rfc3339) => rfc3339.slice(0, 16).replace("T", " ");
-  drill({from: bucket.start, to: bucket.end}, {}, `${wall(bucket.start)} – ${wall(bucket.end)}`);
+  const text = (rfc3339) => timeText(Date.parse(rfc3339), view.tz);
+  drill({from: bucket.start, to: bucket.end}, {}, `${text(bucket.start)} – ${text(bucket.end)}`);
 }
 
 // List the calls of `path` with `params` (window and filters): `title`
@@ -103,12 +103,18 @@ async function more() {
   }
 }
 
+// `wide`: hidden on a narrow screen (dashboard.css), so that the cost stays in view.
 const COLUMNS = [
   {label: "Time", number: false}, {label: "Tenant", number: false, tenants: true},
-  {label: "Operation", number: false}, {label: "Model", number: false}, {label: "Status", number: false},
-  {label: "Duration (ms)", number: true}, {label: "Input tokens", number: true},
-  {label: "Output tokens", number: true}, {label: "Cost (USD)", number: true}, {label: "Call id", number: false},
+  {label: "Operation", number: false, wide: true}, {label: "Model", number: false}, {label: "Status", number: false},
+  {label: "Duration (ms)", number: true, wide: true}, {label: "Input tokens", number: true, wide: true},
+  {label: "Output tokens", number: true, wide: true}, {label: "Cost (USD)", number: true},
+  {label: "Call id", number: false, wide: true},
 ];
+
+function classes(column) {
+  return [column.number ? "number" : "", column.wide ? "wide" : ""].filter(Boolean).join(" ");
+}
 
 function head(everyTenant) {
   const thead = document.createElement("thead");
@@ -118,7 +124,7 @@ function head(everyTenant) {
     const th = document.createElement("th");
     th.scope = "col";
     th.textContent = column.label;
-    if (column.number) th.className = "number";
+    th.className = classes(column);
     tr.append(th);
   }
   return thead;
@@ -126,7 +132,7 @@ function head(everyTenant) {
 
 function row(call, zone, everyTenant) {
   const status = call.status === "ok" ? "ok" : `error: ${call.error_class}`;
-  const values = [localText(Date.parse(call.timestamp), zone, true), ...(everyTenant ? [call.tenant_id] : []),
+  const values = [timeText(Date.parse(call.timestamp), zone, true), ...(everyTenant ? [call.tenant_id] : []),
     call.operation, call.model, status, COUNT.format(call.call_duration_ms), COUNT.format(call.input_tokens),
     COUNT.format(call.output_tokens), money(call.cost_usd), call.call_id];
   const tr = document.createElement("tr");
@@ -134,7 +140,7 @@ function row(call, zone, everyTenant) {
   values.forEach((value, index) => {
     const td = document.createElement("td");
     td.textContent = value;
-    if (columns[index].number) td.className = "number";
+    td.className = classes(columns[index]);
     tr.append(td);
   });
   return tr;

@@ -13,9 +13,17 @@ import {clearBudgets, loadBudgets} from "./budgets.js";
 import {callsOfBucket, callsOfWindow, clearCalls, startCalls} from "./calls.js";
 import {DIMENSION_NAMES, drawCharts} from "./charts.js";
 import {breakdownRow, columnsFor, renderTable, statsRow} from "./tables.js";
-import {ViewError, browserZone, isoUtc, localInput, localText, readView, windowOf, writeView} from "./view.js";
+import {ViewError, browserZone, fieldText, fieldValue, isoUtc, localInput, readView, timeText, windowOf,
+  writeView} from "./view.js";
 
 const KEY_STORAGE = "usage-dashboard.api-key";
+// The shape of every key the service issues (app/keys.py, KEY_PATTERN). Text
+// of another shape (a key id, a cut-off paste, a password) is named for what
+// it is instead of being sent and answered "unknown or revoked".
+const KEY_SHAPE = /^usk_[0-9a-f]{16}_[A-Za-z0-9_-]{43}$/;
+const NOT_A_KEY = "That is not an API key: keys start with usk_, then 16 hexadecimal digits, an underscore " +
+  "and a 43-character secret. Check that it was copied whole.";
+const DAY = 24 * 3600 * 1000;
 const AUTO_REFRESH_MS = 60 * 1000;
 const $ = (selector) => document.querySelector(selector);
 const charts = {cost: $("#chart-cost"), calls: $("#chart-calls"), duration: $("#chart-duration"),
@@ -37,6 +45,7 @@ let lastRequests = null;  // what the page shows, and with which percentiles,
 let lastPercentiles = null;  // for the CSV downloads
 let drawnSeries = null;  // the series on the charts and its window, for the
 let drawnWindow = null;  // calls behind a click
+let latestCall = null;   // an empty window's hint: the instant of the view's newest call
 
 function showSignIn(message) {
   $("#view").hidden = true;
@@ -104,7 +113,9 @@ function signOut(message = "") {
 }
 
 function viewToControls() {
-  for (const name of ["window", "from", "to", "bucket", "tz"]) $(`#${name}`).value = view[name];
+  for (const name of ["window", "bucket", "tz"]) $(`#${name}`).value = view[name];
+  $("#from").value = fieldText(view.from);
+  $("#to").value = fieldText(view.to);
   $("#group-by").value = view.group_by;
   $("#auto-refresh").checked = view.auto;
   setTenantOptions([], view.tenant);
@@ -114,7 +125,8 @@ function viewToControls() {
 
 function controlsToView() {
   const next = {
-    window: $("#window").value, from: $("#from").value, to: $("#to").value, bucket: $("#bucket").value,
+    window: $("#window").value, from: fieldValue($("#from").value), to: fieldValue($("#to").value),
+    bucket: $("#bucket").value,
     tz: $("#tz").value.trim() || browserZone(), group_by: $("#group-by").value, tenant: $("#tenant").value,
     auto: $("#auto-refresh").checked,
   };
@@ -190,7 +202,7 @@ async function load() {
   try {
     const window = windowOf(view);
     $("#window-shown").textContent =
-      `From ${localText(window.from, view.tz)} to ${localText(window.to, view.tz)} (${view.tz}).`;
+      `From ${timeText(window.from, view.tz)} to ${timeText(window.to, view.tz)} (${view.tz}).`;
     $("#window-shown").dataset.from = isoUtc(window.from);
     $("#window-shown").dataset.to = isoUtc(window.to);
     requests = requestsFor(window);
@@ -198,12 +210,14 @@ async function load() {
     const {answers, fallback} = await fetchView(requests);
     if (ticket !== loads) return;
     const key = JSON.stringify([requests, answers.series.body.percentiles]);
-    const time = new Date().toLocaleTimeString();
+    const time = timeText(Date.now(), view.tz, true);
     if (key === drawn && Object.values(answers).every((answer) => answer.unchanged)) {
       $("#status").textContent = `Checked at ${time}: no change (304), nothing redrawn.`;
       return;
     }
-    render(answers, fallback);
+    const empty = render(answers, fallback);
+    if (empty) await showLatestCall(ticket);
+    if (ticket !== loads) return;
     drawnSeries = answers.series.body;
     drawnWindow = window;
     drawn = key;
@@ -240,8 +254,9 @@ function render(answers, fallback) {
   }
   const empty = !stats || stats.total_calls === 0;
   $("#empty").hidden = !empty;
+  $("#empty-hint").hidden = true;
   $("#results").hidden = empty;
-  if (empty) return;
+  if (empty) return true;
   drawCharts(charts, answers.series.body, answers.grouped.body, view.group_by);
   for (const element of Object.values(charts)) {
     if (element.dataset.drill) continue;
@@ -254,6 +269,44 @@ function render(answers, fallback) {
     (row) => callsOfWindow({operation: row.operation}));
   renderTable($("#table-models"), columnsFor("model", "Model"),
     stats.by_model.map((item) => breakdownRow("model", item)), null, (row) => callsOfWindow({model: row.model}));
+  return false;
+}
+
+// An empty window: where the view's data is. One request, the call log's
+// newest call of the view (newest first, limit=1, no window), and a button
+// for the 30 days up to it; no walk over the calendar. If the request
+// fails, the page says only that the window is empty.
+async function showLatestCall(ticket) {
+  const path = everyTenant ? "/v1/usage/all/calls" : "/v1/usage/calls";
+  const only = everyTenant && view.tenant ? {tenant_id: view.tenant} : {};
+  let calls;
+  try {
+    calls = (await api.json(path, {limit: 1, ...only})).body.calls;
+  } catch (error) {
+    if (error instanceof SignedOut) throw error;  // load() signs out
+    if (!(error instanceof ApiError)) console.error(error);
+    return;
+  }
+  if (ticket !== loads) return;
+  latestCall = calls.length ? Date.parse(calls[0].timestamp) : null;
+  $("#empty-latest").textContent = latestCall === null ? "No calls are stored for this view at all yet." :
+    `The latest call is from ${timeText(latestCall, view.tz)}.`;
+  $("#empty-show").hidden = latestCall === null;
+  $("#empty-hint").hidden = false;
+}
+
+// The custom window of the 30 days that end with the latest call's day (in
+// the view's zone), in days, or the bucket the view had if it was coarser.
+function showBeforeLatest() {
+  if (latestCall === null) return;
+  const day = Date.parse(`${localInput(latestCall, view.tz).slice(0, 10)}T00:00:00Z`);  // its wall-clock day
+  const wall = (ms) => new Date(ms).toISOString().slice(0, 16);
+  view = {...view, window: "custom", from: wall(day + DAY - 30 * DAY), to: wall(day + DAY),
+    bucket: view.bucket === "hour" ? "day" : view.bucket};
+  clearCalls();
+  writeView(view);
+  viewToControls();
+  load();
 }
 
 async function download(kind) {
@@ -295,8 +348,10 @@ function start() {
     event.preventDefault();
     const key = $("#api-key").value.trim();
     $("#api-key").value = "";
-    signIn(key);
+    if (KEY_SHAPE.test(key)) signIn(key);
+    else showSignIn(NOT_A_KEY);  // not sent anywhere
   });
+  $("#empty-show").addEventListener("click", showBeforeLatest);
   $("#sign-out").addEventListener("click", () => signOut(""));
   $("#controls").addEventListener("change", changed);
   $("#controls").addEventListener("submit", (event) => {

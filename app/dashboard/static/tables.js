@@ -1,14 +1,18 @@
 // Sortable totals tables. Every cell is written with textContent: a name a
-// tenant wrote is shown as it is and never read as HTML.
+// tenant wrote is shown as it is and never read as HTML. A name has its
+// colour (the one the charts give it) in a swatch before it.
 
 import {money} from "./api.js";
+import {swatch} from "./colours.js";
 
+// `wide`: hidden on a narrow screen (dashboard.css), where the name, the
+// counts and the cost are what fits; the tokens are in their chart and the CSV.
 const NUMBERS = [
   {key: "total_calls", label: "Calls", kind: "count"},
   {key: "failed_calls", label: "Failed", kind: "count"},
   {key: "cost_usd", label: "Cost (USD)", kind: "money"},
-  {key: "input_tokens", label: "Input tokens", kind: "count"},
-  {key: "output_tokens", label: "Output tokens", kind: "count"},
+  {key: "input_tokens", label: "Input tokens", kind: "count", wide: true},
+  {key: "output_tokens", label: "Output tokens", kind: "count", wide: true},
 ];
 
 export function columnsFor(name, label) {
@@ -47,10 +51,28 @@ function compare(kind, a, b) {
 
 const sorting = new WeakMap();  // table -> {key, descending}, kept across refreshes
 
-function cell(tag, kind, text) {
+function classes(column) {
+  return [column.kind === "text" ? "" : "number", column.wide ? "wide" : ""].filter(Boolean).join(" ");
+}
+
+function cell(tag, column, text) {
   const element = document.createElement(tag);
   element.textContent = text;
-  if (kind !== "text") element.className = "number";
+  element.className = classes(column);
+  return element;
+}
+
+// A body row's name cell starts with the name's colour; the footer's total
+// has none. The two in a box of their own, so that a long name wraps beside
+// its swatch rather than under it.
+function nameCell(column, value) {
+  const name = document.createElement("span");
+  name.textContent = cellText(column.kind, value);
+  const named = document.createElement("span");
+  named.className = "named";
+  named.append(swatch(value), name);
+  const element = cell("td", column, "");
+  element.append(named);
   return element;
 }
 
@@ -83,7 +105,7 @@ export function renderTable(table, columns, rows, footer = null, onRow = null) {
   for (const column of columns) {
     const th = document.createElement("th");
     th.scope = "col";
-    if (column.kind !== "text") th.className = "number";
+    th.className = classes(column);
     const active = sort && sort.key === column.key;
     th.setAttribute("aria-sort", active ? (sort.descending ? "descending" : "ascending") : "none");
     const button = document.createElement("button");
@@ -102,14 +124,17 @@ export function renderTable(table, columns, rows, footer = null, onRow = null) {
   const body = document.createElement("tbody");
   for (const row of shown) {
     const tr = body.insertRow();
-    for (const column of columns) tr.append(cell("td", column.kind, cellText(column.kind, row[column.key])));
+    for (const column of columns) {
+      const value = row[column.key];
+      tr.append(column === columns[0] ? nameCell(column, value) : cell("td", column, cellText(column.kind, value)));
+    }
     drillable(tr, row, onRow);
   }
   table.replaceChildren(head, body);
   if (footer) {
     const foot = table.createTFoot();
     const tr = foot.insertRow();
-    for (const column of columns) tr.append(cell("td", column.kind, cellText(column.kind, footer[column.key])));
+    for (const column of columns) tr.append(cell("td", column, cellText(column.kind, footer[column.key])));
     drillable(tr, {...footer, total: true}, onRow);
   }
 }

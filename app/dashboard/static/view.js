@@ -5,7 +5,7 @@
 export const WINDOWS = {"24h": null, "7d": 7, "30d": 30, "90d": 90, custom: null};
 export const BUCKETS = ["hour", "day", "week", "month"];
 export const DIMENSIONS = ["operation", "model", "status", "error_class", "tenant_id"];
-const LOCAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/;  // a datetime-local value
+const LOCAL = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}$/;  // an end of a custom window, in the URL
 
 export function browserZone() {
   return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
@@ -81,6 +81,10 @@ export function windowOf(view, now = Date.now()) {
   checkZone(view.tz);
   if (view.window === "custom") {
     if (!view.from || !view.to) throw new ViewError("Choose both ends of the custom window.");
+    if (!LOCAL.test(view.from) || !LOCAL.test(view.to)) {
+      throw new ViewError("Write the ends of the custom window as 2026-11-01 00:00 (or 2026-11-01), " +
+        "in the time zone.");
+    }
     const from = instantOf(Date.parse(`${view.from}:00Z`), view.tz);
     const to = instantOf(Date.parse(`${view.to}:00Z`), view.tz);
     if (to <= from) throw new ViewError("The end of the window must be after its start.");
@@ -102,12 +106,32 @@ export function isoUtc(instant) {
   return new Date(instant).toISOString().replace(".000Z", "Z");
 }
 
-// "2026-11-22 00:00" on the wall clock of `zone` ("2026-11-22 00:00:00" with seconds).
-export function localText(instant, zone, seconds = false) {
+// The page's one time format: "2026-11-22 14:00" on the wall clock of `zone`
+// (to the second, "2026-11-22 14:00:07", for a single call or a moment).
+// Every time the page writes goes through here; the zone is said once, by
+// the window line (a budget's period, in its own zone, names that zone).
+export function timeText(instant, zone, seconds = false) {
   return new Date(wallClock(instant, zone)).toISOString().slice(0, seconds ? 19 : 16).replace("T", " ");
 }
 
-// The value of a datetime-local input for `instant` in `zone`.
+// The same format for plotly's axis and hover labels (d3's notation): the
+// charts' x values are already wall-clock times of the view's zone.
+export const PLOTLY_TIME = "%Y-%m-%d %H:%M";
+
+// An end of a custom window as the URL keeps it ("2026-11-01T00:00"): `instant` in `zone`.
 export function localInput(instant, zone) {
   return new Date(wallClock(instant, zone)).toISOString().slice(0, 16);
+}
+
+// The From and To fields show an end in the page's time format ("2026-11-01 00:00")
+// and read it back; a date alone means its midnight. Other text is kept as it
+// is, for windowOf() to refuse with an example.
+export function fieldText(local) {
+  return local.replace("T", " ");
+}
+
+export function fieldValue(text) {
+  const trimmed = text.trim().replace(/\s+/, " ");
+  const match = /^(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}))?$/.exec(trimmed);
+  return match ? `${match[1]}T${match[2] || "00:00"}` : trimmed;
 }
