@@ -77,15 +77,21 @@ function showBudgets(budgets, note, everyTenant) {
 function budgetRow(budget, everyTenant) {
   const status = budget.status;
   const tr = document.createElement("tr");
-  // A period is the budget's own day, week or month: shown in its zone, which the cell names.
-  const inZone = (rfc3339) => timeText(Date.parse(rfc3339), budget.tz);
+  // A period is the budget's own day, week or month: shown in its zone, which
+  // the cell names. Each end on one line: a narrow screen breaks between them.
+  const inZone = (rfc3339, after = "") => {
+    const end = document.createElement("span");
+    end.className = "time";
+    end.textContent = timeText(Date.parse(rfc3339), budget.tz) + after;
+    return end;
+  };
   const details = [budget.enforce ? "enforced" : "", budget.model === null ? "" : `model ${budget.model}`,
     budget.operation === null ? "" : `operation ${budget.operation}`].filter(Boolean);
   tr.append(
     cell(lines(budget.name, details.join(" · "))),
     // The selected tenant's, always: on a narrow screen it leaves its room to the spent column.
     ...(everyTenant ? [cell(budget.tenant_id, "wide")] : []),
-    cell(lines(`${budget.period} in ${budget.tz}`, `${inZone(status.period_start)} – ${inZone(status.period_end)}`,
+    cell(lines(`${budget.period} in ${budget.tz}`, [inZone(status.period_start, " –"), " ", inZone(status.period_end)],
       "dates")),
     cell(money(status.spent_usd), "number"),
     cell(money(budget.amount_usd), "number"),
@@ -121,7 +127,8 @@ function used(budget) {
   return [both];
 }
 
-// A name with a quieter second line under it (when there is one).
+// A name with a quieter second line under it (when there is one): text, or
+// a list of texts and elements.
 function lines(first, second, secondClass = "") {
   const top = document.createElement("span");
   top.className = "line";
@@ -129,7 +136,8 @@ function lines(first, second, secondClass = "") {
   if (!second) return [top];
   const bottom = document.createElement("span");
   bottom.className = `line detail ${secondClass}`.trim();
-  bottom.textContent = second;
+  if (Array.isArray(second)) bottom.append(...second);
+  else bottom.textContent = second;
   return [top, bottom];
 }
 
