@@ -76,7 +76,7 @@ class _TenantCheck:
 def _load_line(schema, line, tenant_exists, accepted):
     """The validated record of one JSON line; ValueError with the reason if invalid."""
     try:
-        raw = parse_json(line)
+        raw = parse_json(line.rstrip("\r\n"))  # without it, a cut-off line's error is at column 1 of "line 2"
     except ValueError as error:
         raise ValueError(f"not valid JSON ({error})") from None
     if not isinstance(raw, dict):
@@ -136,7 +136,7 @@ def import_jsonl(lines, repository, progress=None):
         if count:
             raise ImportRejected(errors, count)
         spool.seek(0)
-        records = (schema.load(parse_json(line)) for line in spool if line.strip())
+        records = (schema.load(parse_json(line.rstrip("\r\n"))) for line in spool if line.strip())
         rows = (to_row(record, record["tenant_id"]) for record in records)
         committed = None
         for chunk in chunked(rows, IMPORT_TRANSACTION_ROWS):  # a list: built before the lock

@@ -177,6 +177,13 @@ def test_a_bad_jsonl_line_does_not_contradict_its_line_number(runner):
     assert "line 1" not in result.output and "column 15" in result.output
 
 
+def test_a_line_cut_off_at_its_end_is_reported_at_its_end_not_at_column_1(runner):
+    runner.invoke(args=["tenants", "create", "acme"])
+    cut = '{"tenant_id": "acme",'  # 21 characters: the parser wants more at column 22
+    result = runner.invoke(args=["calls", "import", "-"], input=cut + "\n")
+    assert "line 1: not valid JSON" in result.output and "at column 22" in result.output
+
+
 def test_the_root_links_to_the_docs(client):
     response = client.get("/")
     assert response.status_code == 200
