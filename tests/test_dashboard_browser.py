@@ -630,7 +630,8 @@ def test_keyboard_labels_and_a_narrow_screen(driver, site):
         # Each table keeps its names and its cost in view, without scrolling sideways.
         for table_id, name in (("table-operations", "Operation"), ("table-models", "Model")):
             assert column_in_view(driver, table_id, name) and column_in_view(driver, table_id, "Cost (USD)"), table_id
-        assert column_in_view(driver, "table-budgets", "Budget") and column_in_view(driver, "table-budgets", "Spent (USD)")
+        for label in ("Budget", "Spent (USD)"):
+            assert column_in_view(driver, "table-budgets", label), label
         assert find(driver, ".narrow-only").is_displayed()
         unlabelled = driver.execute_script(
             "return [...document.querySelectorAll('input, select')].filter(e => e.labels.length === 0).map(e => e.id)")
