@@ -204,6 +204,12 @@ def gunicorn(database_url, workers=3, log=None, **env):
                         log_file.seek(0)
                         raise RuntimeError(log_file.read().decode(errors="replace")[-5000:])
                     time.sleep(0.1)
+            # Every worker forked, not just the one that answered: gunicorn
+            # spawns them one by one, up to 0.1 s apart.
+            for _ in range(100):
+                if os.pread(log_file.fileno(), 1 << 20, 0).count(b"Booting worker with pid") >= workers:
+                    break
+                time.sleep(0.05)
             yield base
         finally:
             server.terminate()
