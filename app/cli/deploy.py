@@ -109,7 +109,7 @@ def _checked(valid, what):
     return check
 
 
-@deploy_cli.command("nginx-conf")
+@deploy_cli.command("nginx-conf", short_help="Print the nginx file for this configuration.")
 @click.option("--upstream", callback=_checked(_valid_address, "an address such as 127.0.0.1:8000 or unix:/path"),
               help="gunicorn's address. Default: BIND, else HOST:PORT, else 127.0.0.1:8000 (as gunicorn.conf.py).")
 @click.option("--listen", envvar="NGINX_LISTEN", default=DEFAULT_LISTEN, show_default=True,
