@@ -82,7 +82,8 @@ def counted(deltas, written):
     """{(budget_id, revision, period_start): (spent after, fresh)} from the
     rows `written` (a list per statement of `counter_writes(deltas)`). A
     row the statement inserted is `fresh`: it holds this batch's delta only,
-    and the caller sets it to the exact sum 
+    and the caller sets it to the exact sum (`initialize`).
+
     The rows come back with period_start as the database holds it (naive
     UTC; on SQLite the text sqlite3 wrote, str() of it): mapped back to the
     keys sent, not parsed, which took 11 ms of a backfill batch's 1,500
