@@ -34,9 +34,8 @@ from dataclasses import dataclass, field
 
 from . import audit, chunks
 from .accounts import AccountError, UnknownTenant
-# Budgets wait for a tenant's batches in flight the same way; one definition.
-from .budgets.service import _wait_for_ingestion as wait_for_ingestion
 from .db import database
+from .db.locks import wait_for_ingestion
 from .models import utcnow
 from .repository import erasure as stored
 

@@ -6,10 +6,17 @@ tenants' records alone give.
 """
 import datetime as dt
 import json
+import sqlite3
+import threading
+import time
+
+import psycopg
 
 import pytest
 
 from app import chunks, erasure
+from app.db import database
+from app.db.locks import wait_for_ingestion
 from app.budgets import service as budgets
 from app.models import (ApiKey, AuditEvent, Budget, BudgetAlert, BudgetSpend, LlmCall, Tenant, UsageRollup,
                         WebhookDelivery, WebhookEndpoint, WebhookEvent)
@@ -213,3 +220,37 @@ def test_erasure_deletes_in_chunks_and_leaves_the_write_lock_free_between_them(a
         expected += [40] * (count // 40) + [count % 40]
     assert sizes == expected
     assert (done.deleted["calls"], done.deleted["cells"]) == (len(acme), sum(per_grain))
+
+
+def test_wait_for_ingestion_waits_for_a_batch_in_flight_and_needs_a_transaction(app, keys, database_url):
+    """Erasure's step 1 and 4 and every budget change call it (app/db/locks.py):
+    it returns only once the tenant's batch in flight committed. The batch is
+    played by another connection holding what an INSERT of a call holds until
+    COMMIT: PostgreSQL a KEY SHARE lock on the tenant's row (the foreign key),
+    SQLite the database's write lock."""
+    keys.tenant("acme")
+    if database_url.startswith("sqlite"):
+        batch = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None, timeout=0)
+        batch.execute("BEGIN IMMEDIATE")
+    else:
+        batch = psycopg.connect(database_url.replace("postgresql+pool://", "postgresql://"))
+        batch.execute("SELECT 1 FROM tenant WHERE tenant_id = 'acme' FOR KEY SHARE")
+    returned = threading.Event()
+
+    def wait():
+        with app.app_context(), database.atomic():
+            wait_for_ingestion("acme")
+            returned.set()
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    try:
+        time.sleep(0.3)
+        assert not returned.is_set(), "it returned while the batch was in flight"
+    finally:
+        batch.execute("COMMIT")
+        batch.close()
+    waiter.join(5)
+    assert returned.is_set()
+    with app.app_context(), pytest.raises(RuntimeError, match="inside database.atomic"):
+        wait_for_ingestion("acme")

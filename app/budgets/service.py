@@ -6,12 +6,11 @@ fires. Failures raise the exceptions below (the routes answer 404 or 422).
 import json
 from decimal import Decimal
 
-from peewee import PostgresqlDatabase
-
 from .. import audit
 from ..accounts import AccountError, get_tenant
 from ..db import database
-from ..models import Budget, Tenant, micros_to_usd, usd_to_micros, utcnow
+from ..db.locks import wait_for_ingestion
+from ..models import Budget, micros_to_usd, usd_to_micros, utcnow
 from ..repository import spend
 from . import alerts
 
@@ -30,7 +29,7 @@ def create_budget(tenant_id, name, amount_usd, period, tz="UTC", thresholds=(80,
     Fires at once the thresholds its current period has already reached."""
     now = utcnow()
     with database.atomic():
-        _wait_for_ingestion(tenant_id)
+        wait_for_ingestion(tenant_id)
         budget = Budget.create(tenant=get_tenant(tenant_id), name=name, amount_micro_usd=usd_to_micros(amount_usd),
                                period=period, tz=tz, thresholds_text=thresholds_text(thresholds),
                                enforce=enforce, model=model, operation=operation, created_at=now, updated_at=now)
@@ -46,7 +45,7 @@ def update_budget(budget_id, **changes):
     now = utcnow()
     with database.atomic():
         budget = get_budget(budget_id)
-        _wait_for_ingestion(budget.tenant_id)
+        wait_for_ingestion(budget.tenant_id)
         budget = get_budget(budget_id)  # as it is now that no batch of its tenant is in flight
         before = {name: getattr(budget, name) for name in REVISING}
         for name, value in changes.items():
@@ -70,7 +69,7 @@ def delete_budget(budget_id):
     """Delete the budget with its counters and alerts; a batch of its tenant in
     flight commits first, so none writes a counter of it afterwards."""
     with database.atomic():
-        _wait_for_ingestion(get_budget(budget_id).tenant_id)
+        wait_for_ingestion(get_budget(budget_id).tenant_id)
         budget = get_budget(budget_id)
         budget.delete_instance()
         spend.forget_budget(budget.id)
@@ -106,17 +105,3 @@ def _described(budget):
             "amount_usd": str(micros_to_usd(budget.amount_micro_usd)), "period": budget.period,
             "tz": budget.tz, "thresholds": json.loads(budget.thresholds_text), "enforce": budget.enforce,
             "model": budget.model, "operation": budget.operation, "revision": budget.revision}
-
-
-def _wait_for_ingestion(tenant_id):
-    """Let the tenant's batches in flight commit first, and later ones wait
-    for this transaction: so a batch either is in the spend this change
-    reads, or sees the budget as changed and counts itself (alerts.py).
-
-    PostgreSQL: every batch's INSERT holds a KEY SHARE lock on its tenant's
-    row (the foreign key) until COMMIT, which FOR UPDATE waits for and
-    blocks. SQLite: the write lock, taken now with an empty write."""
-    if isinstance(database.obj, PostgresqlDatabase):
-        Tenant.select().where(Tenant.tenant_id == tenant_id).for_update().execute()
-    else:
-        database.execute_sql("DELETE FROM budget WHERE 0 = 1")

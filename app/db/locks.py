@@ -1,4 +1,6 @@
-"""Writes that may be skipped rather than waited for."""
+"""Lock rules beyond a statement's own: writes that may be skipped rather
+than waited for (`write_unless_locked`), and waiting for a tenant's batches
+in flight (`wait_for_ingestion`)."""
 import sqlite3
 from contextlib import contextmanager
 
@@ -36,6 +38,27 @@ def write_unless_locked(write):
             return False
         raise
     return True
+
+
+def wait_for_ingestion(tenant_id):
+    """Inside the caller's transaction: let the tenant's batches in flight
+    commit first, and make later ones wait until this transaction ends. So
+    a batch either committed before what the caller reads, or sees what the
+    caller wrote (budgets: its spend and alerts, app/budgets/service.py;
+    erasure: the tenant marked, app/erasure.py).
+
+    PostgreSQL: every batch's INSERT holds a KEY SHARE lock on its tenant's
+    row (the foreign key) until COMMIT, which FOR UPDATE waits for and
+    blocks. SQLite: the database's one write lock, taken now with an empty
+    write (a batch holds it from its first INSERT to COMMIT)."""
+    db = database.obj
+    if not db.in_transaction():
+        raise RuntimeError("wait_for_ingestion() holds its lock until the caller's transaction ends; "
+                           "call it inside database.atomic()")
+    if isinstance(db, SqliteDatabase):
+        db.execute_sql("DELETE FROM tenant WHERE 0 = 1")
+    else:  # PostgreSQL, the only other engine open_database makes
+        db.execute_sql("SELECT 1 FROM tenant WHERE tenant_id = %s FOR UPDATE", (tenant_id,))
 
 
 @contextmanager
