@@ -9,7 +9,11 @@ A listing or an export also carries a high-water id, the largest id stored
 when it began: only calls with `id <= high_water` are read, so calls
 recorded while a client pages or exports do not appear in the middle of it,
 and every call that existed when it began appears exactly once, wherever
-new calls land in the order. (On PostgreSQL a call whose ingestion
+new calls land in the order. That needs ids never given twice, even after
+the newest calls were deleted (an erasure, a prune): PostgreSQL's sequence
+never goes back, and on SQLite the id is AUTOINCREMENT (migration 014; a
+plain INTEGER PRIMARY KEY would give the next call the largest id left plus
+one, tests/test_call_ids.py). (On PostgreSQL a call whose ingestion
 transaction was still open at that moment may have a smaller id and still
 appear once, when it commits: it never appears twice, and no call that
 existed is skipped.)
