@@ -31,6 +31,16 @@ pruned has no call to miss. An open start reaches back to the beginning:
 once anything was pruned, an exact answer of all history is a 409 and an
 approximate one is not (an open start has no raw edge).
 
+The call log (GET /v1/usage/calls, /v1/usage/all/calls, pages and
+exports) lists raw calls over its whole window, so it follows the same
+rule (`log_start`): a window meeting [pruned_from, horizon) is a 409 naming
+the horizon, never a listing that silently lacks calls. But an open start
+there means "from the horizon", not "from the beginning": a listing of the
+newest calls, the log's usual use, would otherwise be refused for ever after
+the first prune, and from the horizon on it misses nothing. A window that
+ends at or before the horizon keeps its open start, and so the rule: 409 if
+it ends after `pruned_from`.
+
 MIN_DAYS: a budget's current period is summed from raw calls (app/budgets/):
 the longest, a month of 31 days and a DST hour in any zone, must lie after
 the horizon, so RETENTION_DAYS is at least 32.
@@ -84,24 +94,42 @@ class Pruned:
         return (lo is None or lo < self.horizon) and (hi is None or hi > self.pruned_from)
 
 
+# What a refused answer may ask instead: the statistics, and the call log.
+STATISTICS_WAY_OUT = (
+    "only their daily and monthly rollups remain. Ask with percentiles=approximate and a window (and "
+    "buckets) whose ends before the horizon are UTC midnights, or with a window starting at or after "
+    "the horizon.")
+CALL_LOG_WAY_OUT = (
+    "the call log no longer holds them (the statistics keep their daily and monthly rollups). Ask for a "
+    "window starting at or after the horizon, or leave `from` out: the call log then starts at the "
+    "horizon.")
+
+
 class BeforeHorizon(Exception):
     """An answer needs raw calls that were pruned: 409 (app/api/errors.py)."""
 
-    def __init__(self, pruned, lo, hi):
+    def __init__(self, pruned, lo, hi, way_out=STATISTICS_WAY_OUT):
         self.horizon = pruned.horizon
         start = pruned.pruned_from if lo is None else max(lo, pruned.pruned_from)
         end = pruned.horizon if hi is None else min(hi, pruned.horizon)
         super().__init__(
             f"Calls before {pruned.horizon.isoformat()} (the retention horizon, RETENTION_DAYS) were "
-            f"pruned, and this answer needs those from {start.isoformat()} to {end.isoformat()}: only "
-            "their daily and monthly rollups remain. Ask with percentiles=approximate and a window (and "
-            "buckets) whose ends before the horizon are UTC midnights, or with a window starting at or "
-            "after the horizon.")
+            f"pruned, and this answer needs those from {start.isoformat()} to {end.isoformat()}: {way_out}")
 
 
-def refuse_pruned(pruned, ranges):
+def refuse_pruned(pruned, ranges, way_out=STATISTICS_WAY_OUT):
     """BeforeHorizon if any of `ranges` [(lo, hi)] of raw calls an answer
     reads (open ends None) meets the pruned calls; else nothing."""
     for lo, hi in ranges:
         if pruned.meets(lo, hi):
-            raise BeforeHorizon(pruned, lo, hi)
+            raise BeforeHorizon(pruned, lo, hi, way_out)
+
+
+def log_start(pruned, start, end):
+    """Where the call log over [start, end) (open ends None) starts reading:
+    `start`, or the horizon for an open start whose window reaches past it;
+    BeforeHorizon if that window meets the pruned calls (the rule above)."""
+    if start is None and pruned.pruned_from is not None and (end is None or end > pruned.horizon):
+        start = pruned.horizon
+    refuse_pruned(pruned, [(start, end)], CALL_LOG_WAY_OUT)
+    return start

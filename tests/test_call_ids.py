@@ -14,8 +14,9 @@ import sqlite3
 
 import pytest
 
-from app import erasure
+from app import erasure, pruning
 from app.db import database
+from app.migrate import upgrade
 from app.models import LlmCall
 from conftest import auth, roll_back_through
 from data import UTC, record, store
@@ -65,7 +66,6 @@ def test_a_call_recorded_after_the_newest_ids_were_erased_stays_out_of_a_listing
 
 def test_a_call_recorded_after_the_newest_ids_were_pruned_gets_a_new_id(app, tenants):
     """Pruning deletes the oldest timestamps, which may hold the largest ids."""
-    from app import pruning
     old = T0 - dt.timedelta(days=400)
     store(app, [record("acme", T0)])
     store(app, [record("acme", old + dt.timedelta(minutes=i)) for i in range(3)])  # the newest ids
@@ -98,7 +98,6 @@ def test_migration_014_keeps_every_call_and_index_and_rolls_back_and_forth(app, 
         roll_back_through(database.obj, MIGRATION)
     before, calls = (sqlite_schema(path) if sqlite else None), all_calls(app)
     with app.app_context():
-        from app.migrate import upgrade
         assert upgrade(database.obj) == [MIGRATION]
     assert all_calls(app) == calls
     if sqlite:

@@ -5,7 +5,9 @@ The stored calls themselves, newest first: as JSON a page at a time
 or `text/csv` every matching call in one streamed answer (an export). Each
 call has the fields `POST /v1/usage/calls` takes, so an NDJSON export is a
 file `flask calls import` reads back. The SQL is `repository.calls_log`'s,
-the cursors `cursors`'.
+the cursors `cursors`'. After `calls prune`, a window reaching into the
+pruned calls is a 409 and an open `from` starts at the horizon: the rule and
+why are app/retention.py's (`log_start`).
 """
 import csv
 import io
@@ -17,6 +19,7 @@ from marshmallow import Schema, fields, validate
 from .. import jsonio, liveness
 from ..auth import require_scope
 from ..records import Text
+from ..repository import calls_log
 from ..repository.calls_log import Position
 from ..scopes import ALL_READ, USAGE_READ
 from ..statistics import Window
@@ -82,7 +85,11 @@ RULES = (
     "read appears exactly once and calls recorded later do not appear. `Accept: "
     "application/x-ndjson` or `text/csv` exports every matching call in one streamed answer "
     "(`limit` and `cursor` are refused there): NDJSON lines are records that `flask calls import` "
-    "reads back, CSV cells that a spreadsheet could run as a formula start with `'`.")
+    "reads back, CSV cells that a spreadsheet could run as a formula start with `'`. After `calls "
+    "prune`, a window reaching into the pruned calls is a 409 naming the retention horizon, and an "
+    "open `from` starts at the horizon.")
+PRUNED = ("The window reaches into calls `calls prune` deleted (the message names the retention horizon): "
+          "start it at or after the horizon, or leave `from` out to start there.")
 EXPORTS = (f"JSON: a page. `{NDJSON}`: one call record a line. `text/csv`: a header row, then a "
            "row per call (RFC 4180, CRLF).")
 
@@ -101,7 +108,7 @@ def _alternatives(func):
 @blp.arguments(CallLogArgs, location="query", as_kwargs=False)
 @_alternatives
 @blp.response(200, CallPageSchema, description=EXPORTS)
-@blp.errors(401, 422, 429, 503)
+@blp.errors(401, 422, 429, 503, e409=PRUNED)
 def tenant_calls(args):
     tenant_id = g.api_key.tenant_id
     return _answer(args, {"tenant_id": [tenant_id]}, ["tenant", tenant_id], tenant_id)
@@ -114,7 +121,7 @@ def tenant_calls(args):
 @blp.arguments(AllCallLogArgs, location="query", as_kwargs=False)
 @_alternatives
 @blp.response(200, CallPageSchema, description=EXPORTS)
-@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.")
+@blp.errors(401, 422, 429, 503, e403="The key lacks the scope all:read.", e409=PRUNED)
 def all_calls(args):
     filters = {"tenant_id": args["tenant_id"]} if args["tenant_id"] else {}
     return _answer(args, filters, ["all"], "all")
@@ -134,8 +141,9 @@ def _answer(args, filters, scope, name):
             after, high_water_id = cursors.decode(args["cursor"], digest)
         except cursors.InvalidCursor as error:
             abort(422, errors={"query": {"cursor": [str(error)]}})
-    calls, high_water_id, more = current_app.extensions["usage_repository"].calls_page(
-        window, filters, args["limit"], high_water_id, after)
+    with calls_log.kept(window) as kept:  # every page checked anew: a prune may come between two
+        calls, high_water_id, more = current_app.extensions["usage_repository"].calls_page(
+            kept, filters, args["limit"], high_water_id, after)
     next_cursor = None
     if more:
         last = calls[-1]
@@ -156,22 +164,25 @@ def _record(call):
 def _export(window, filters, media_type, name):
     """Every matching call, streamed a chunk at a time (`calls_log.CHUNK_ROWS`).
 
-    The first chunk is read before the answer starts, so that a database
-    that does not answer is still a 503. Each chunk is one statement within
-    the statistics time limit, and the export as a whole has none (its
-    worker checks in with gunicorn as it goes, app/liveness.py). A failure
-    later cuts the answer off
-    without its last chunk of the chunked encoding: clients see an
-    incomplete transfer (curl exits with 18), never a short file that looks
-    whole.
+    The window is checked against the pruned calls (a 409) and the first
+    chunk read, in one snapshot, before the answer starts, so that a
+    database that does not answer is still a 503; after each later chunk
+    the check is repeated, and a prune that reached the window since cuts
+    the answer off (below) rather than leave it silently short. Each chunk
+    is one statement within the statistics time limit, and the export as a
+    whole has none (its worker checks in with gunicorn as it goes,
+    app/liveness.py). A failure later cuts the answer off without its last
+    chunk of the chunked encoding: clients see an incomplete transfer (curl
+    exits with 18), never a short file that looks whole.
     """
     for refused in ("limit", "cursor"):
         if refused in request.args:
             abort(422, errors={"query": {refused: [
                 "An export (Accept: text/csv or application/x-ndjson) has every matching call: "
                 f"leave out {refused}, or ask for JSON to read a page at a time."]}})
-    chunks = current_app.extensions["usage_repository"].calls_export(window, filters)
-    first = next(chunks, [])
+    with calls_log.kept(window) as window:  # decided before the answer starts, with the first chunk
+        chunks = current_app.extensions["usage_repository"].calls_export(window, filters)
+        first = next(chunks, [])
     write = _csv_chunk if media_type == representations.CSV else _ndjson_chunk
     extension = "csv" if media_type == representations.CSV else "ndjson"
 
@@ -180,6 +191,7 @@ def _export(window, filters, media_type, name):
             yield _csv_rows([FIELDS])
         yield write(first)
         for chunk in chunks:
+            calls_log.checked(window)  # a prune begun since: cut off, rather than short (calls_log)
             liveness.notify()  # past gunicorn's timeout, as long as it makes progress
             yield write(chunk)
 

@@ -18,6 +18,14 @@ transaction was still open at that moment may have a smaller id and still
 appear once, when it commits: it never appears twice, and no call that
 existed is skipped.)
 
+Pruned calls (app/retention.py `log_start`): a window meeting the pruned
+range is refused, and an open start reads from the horizon. `kept` checks
+that in the snapshot the page (or an export's first chunk) is then read in,
+so no prune can begin deleting in between; an export checks again after
+each later chunk (`checked`), since a prune records its horizon before it
+deletes anything: a chunk read before a check that finds the window clear
+missed nothing.
+
 No index of its own: the covering indexes of migration 003, (tenant_id,
 timestamp, ...) for one tenant's log and (timestamp, tenant_id, ...) for
 every tenant's, are read backwards from the position, and the engines order
@@ -28,6 +36,7 @@ page, filtered or not: 0.1-0.2 ms on PostgreSQL, 0.3-0.5 ms on SQLite. An
 index on (tenant_id, timestamp, id) would save that sort at the price of
 one more index for every insert to keep.
 """
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -35,8 +44,11 @@ from uuid import UUID
 
 from peewee import SQL, fn
 
+from .. import retention
 from ..db import database, fetch_all, limited_transaction
 from ..models import LlmCall, micros_to_usd
+from ..statistics import Window
+from . import retention as stored_retention
 
 # Rows per statement of an export: memory holds one such chunk at a time.
 CHUNK_ROWS = 2000
@@ -72,6 +84,23 @@ class Position:
 
     timestamp: datetime
     id: int
+
+
+@contextmanager
+def kept(window):
+    """A snapshot transaction (the statistics time limit) in which `window` is
+    `checked`: yields the Window the log reads. Pages and chunks read inside
+    it share its snapshot (a nested limited transaction adds nothing)."""
+    with limited_transaction(database.limits.statistics):
+        yield checked(window)
+
+
+def checked(window):
+    """The Window the call log reads for `window`, by the pruned range
+    recorded now (retention.log_start): one statement; BeforeHorizon if it
+    meets the pruned calls."""
+    with limited_transaction(database.limits.statistics):
+        return Window(retention.log_start(stored_retention.pruned(), window.start, window.end), window.end)
 
 
 def high_water():
