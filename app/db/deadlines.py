@@ -152,7 +152,9 @@ def pipelined(statements, binary=False):
     results = []
     if not isinstance(db, PostgresqlDatabase):
         yield results
-        results += [db.execute_sql(sql, params).fetchall() for sql, params in statements]
+        conn = db.connection()
+        with __exception_wrapper__:
+            results += [_sqlite_rows(conn, sql, params) for sql, params in statements]
         return
     with _watched(db), __exception_wrapper__:
         conn = db.connection()
@@ -162,6 +164,17 @@ def pipelined(statements, binary=False):
                 cursor.execute(sql, params)
             yield results
             results += [cursor.fetchall() for cursor in cursors]
+
+
+class EachRow(list):
+    """SQLite: the parameters of a statement run once per row (executemany of
+    one prepared statement). Its rows in `pipelined`: [(rows changed,)]."""
+
+
+def _sqlite_rows(conn, sql, params):
+    if isinstance(params, EachRow):
+        return [(conn.executemany(sql, params).rowcount,)]
+    return conn.execute(sql, params).fetchall()
 
 
 def _watched(db):

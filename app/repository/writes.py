@@ -4,9 +4,9 @@ from collections import Counter
 from operator import itemgetter
 from typing import NamedTuple
 
-from peewee import PostgresqlDatabase, chunked
+from peewee import PostgresqlDatabase
 
-from ..db import database, pipelined
+from ..db import EachRow, database, pipelined
 from ..models import LlmCall, utcnow
 from ..budgets import alerts as budget_alerts
 from . import rollups
@@ -23,8 +23,6 @@ INSERTED = ((LlmCall.call_id, "uuid"), (LlmCall.tenant, "text"), (LlmCall.operat
 UNIQUE = (LlmCall.tenant, LlmCall.call_id)
 # One order for every transaction's rows: (tenant_id, call_id), as parameters.
 _LOCK_ORDER = itemgetter(1, 0)
-# Rows per SQLite INSERT: 12 parameters a row stay well under its 32,766 limit.
-SQLITE_CHUNK = 500
 
 
 class Added(NamedTuple):
@@ -72,7 +70,7 @@ def add_calls(rows):
         with pipelined([*statements, budgets_read]) as results:
             cell_writes, costs = rollups.cell_writes(rollups.cells_of(rows)), budget_alerts.costs_of(rows)
         *inserted, budgets = results
-        created = [key for keys in inserted for key in keys]
+        created = _created_keys(statements, inserted)
         stored = rows if len(created) == len(rows) else _created_rows(rows, created)
         if stored is not rows:
             cell_writes, costs = rollups.cell_writes(rollups.cells_of(stored)), budget_alerts.costs_of(stored)
@@ -87,6 +85,21 @@ def add_calls(rows):
     stored = Counter(tenant_id for tenant_id, _ in created)
     return Added(len(created), len(rows) - len(created),
                  {tenant_id: (stored[tenant_id], count - stored[tenant_id]) for tenant_id, count in received.items()})
+
+
+def _created_keys(statements, inserted):
+    """[(tenant_id, call_id)] of the rows the INSERT statements stored: those
+    they returned (PostgreSQL), or (SQLite, one executemany) every row when
+    as many were stored as sent, else the last `changed` rows of the table:
+    SQLite gives each new row an id above every stored one, and this
+    transaction is its one writer."""
+    if isinstance(database.obj, PostgresqlDatabase) or not statements:
+        return [key for keys in inserted for key in keys]
+    (_, params), ((changed,),) = statements[0], inserted[0]
+    if changed == len(params):
+        return [_LOCK_ORDER(row) for row in params]
+    return list(LlmCall.select(LlmCall.tenant, LlmCall.call_id).order_by(LlmCall.id.desc())
+                .limit(changed).tuples())
 
 
 def _created_rows(rows, created):
@@ -107,7 +120,8 @@ def _created_rows(rows, created):
 
 def _insert_ignoring_duplicates(rows):
     """[(sql, params)]: INSERT ... ON CONFLICT DO NOTHING statements of
-    `rows`, in lock order, each RETURNING the (tenant_id, call_id) it stored.
+    `rows`, in lock order; on PostgreSQL RETURNING the (tenant_id, call_id)
+    of the rows stored.
 
     Not Peewee's insert_many, whose 1000-row statements took ~100 ms to
     build, and psycopg ~50 ms more to turn their 12,000 `%s` into `$n`:
@@ -115,8 +129,11 @@ def _insert_ignoring_duplicates(rows):
     one short statement whatever the number of rows, its 12 parameters the
     columns as arrays (`unnest` yields them in order): measured on 1000 rows
     into 1M, about 30% faster than the one-row INSERT run for each row,
-    pipelined (executemany, the raw baseline of bench/bench.py). SQLite gets multi-row VALUES, SQLITE_CHUNK rows a
-    statement (sqlite3 keeps the compiled statement for the next batch).
+    pipelined (executemany, the raw baseline of bench/bench.py). SQLite gets
+    the one-row INSERT run for each row (`EachRow`: executemany of one
+    prepared statement), without RETURNING, which executemany cannot give
+    (`_created_keys` finds the rows stored): 1000 rows took 39 ms against
+    49 ms as two INSERTs of 500 rows' VALUES with RETURNING.
     The values are those Peewee would send: call_id and timestamp through
     their fields' db_value (hex, naive UTC); the others are the validated
     str and int values, which Peewee sends unchanged.
@@ -132,8 +149,7 @@ def _insert_ignoring_duplicates(rows):
         return []
     if isinstance(database.obj, PostgresqlDatabase):
         return [(_unnest_sql(), [array(pg_type, column) for (_, pg_type), column in zip(INSERTED, zip(*params))])]
-    return [(_values_sql(len(chunk)), [value for row in chunk for value in row])
-            for chunk in chunked(params, SQLITE_CHUNK)]
+    return [(_each_row_sql(), EachRow(params))]
 
 
 def _into():
@@ -143,16 +159,16 @@ def _into():
 
 def _ignoring_duplicates():
     unique = ", ".join(f'"{field.column_name}"' for field in UNIQUE)
-    return f"ON CONFLICT ({unique}) DO NOTHING RETURNING {unique}"
+    return f"ON CONFLICT ({unique}) DO NOTHING"
 
 
 @functools.cache
 def _unnest_sql():
     arrays = ", ".join(f"%b::{pg_type}[]" for _, pg_type in INSERTED)  # binary: no text escaping
-    return f"{_into()} SELECT * FROM unnest({arrays}) {_ignoring_duplicates()}"
+    unique = ", ".join(f'"{field.column_name}"' for field in UNIQUE)
+    return f"{_into()} SELECT * FROM unnest({arrays}) {_ignoring_duplicates()} RETURNING {unique}"
 
 
-@functools.lru_cache(maxsize=4)  # a full chunk, and the last of a batch
-def _values_sql(count):
-    row = "(" + ", ".join(["?"] * len(INSERTED)) + ")"
-    return f"{_into()} VALUES {', '.join([row] * count)} {_ignoring_duplicates()}"
+@functools.cache
+def _each_row_sql():
+    return f"{_into()} VALUES ({', '.join(['?'] * len(INSERTED))}) {_ignoring_duplicates()}"
