@@ -163,9 +163,11 @@ class UsageRollup(BaseModel):
 
 
 class UsageRollupState(BaseModel):
-    """One row: whether calls are stored that no cell holds yet (see migration 004)."""
+    """One row: whether calls are stored that no cell holds yet (see migration
+    004), and the first month without month cells (NULL: none; migration 015)."""
 
     needs_rebuild = BooleanField()
+    sealed_before = UtcDateTimeField(null=True)
 
     class Meta:
         table_name = "usage_rollup_state"

@@ -82,8 +82,10 @@ def rollups_rebuild():
     restore. One UTC month at a time, each in one transaction: ingestion
     waits while a month is rebuilt (on SQLite, at most SQLITE_BUSY_TIMEOUT,
     then its POST answers 503 and should be retried). Memory holds one day's
-    calls and one month's cells.
+    calls and one month's cells. The months that have ended are sealed
+    first (app/rollups.py): they get month cells, the current one not.
     """
+    rollups.seal()
     months = rollups.months_to_rebuild()
     written = 0
     with click.progressbar(months, label="Rebuilding rollups", file=sys.stderr,

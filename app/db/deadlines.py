@@ -138,7 +138,7 @@ def fetch_sql(sql, params=()):
 def pipelined(statements, binary=False):
     """Run `statements` [(sql, params)], yielding a list that holds, once the
     block is over, the rows of each statement (a list per statement, in
-    order): the block must not need them. `binary`: PostgreSQL sends the
+    order; empty for one that returns none): the block must not need them. `binary`: PostgreSQL sends the
     rows in its binary format (bytea as bytes, as `fetch_sql`).
 
     PostgreSQL: they are sent at once in pipeline mode, and the block runs
@@ -163,7 +163,8 @@ def pipelined(statements, binary=False):
             for cursor, (sql, params) in zip(cursors, statements):
                 cursor.execute(sql, params)
             yield results
-            results += [cursor.fetchall() for cursor in cursors]
+        # The pipeline's end received every result: a statement without rows has no description.
+        results += [cursor.fetchall() if cursor.description else [] for cursor in cursors]
 
 
 class EachRow(list):

@@ -63,24 +63,34 @@ def add_calls(rows):
     counters. The costs count against their tenants' budgets, and the
     thresholds they cross fire, in the same transaction
     (app/budgets/alerts.py).
+
+    Month cells are written only for calls of sealed months, read in the
+    same round trip (`rollups.sealing_statements`); after the first batch
+    of a new month commits, it seals the month that ended (`rollups.seal`).
     """
     statements = _insert_ignoring_duplicates(rows)
     budgets_read = budget_alerts.budgets_statement({row["tenant"] for row in rows})
+    lock, read_sealed = rollups.sealing_statements()
     with database.atomic():
-        with pipelined([*statements, budgets_read]) as results:
-            cell_writes, costs = rollups.cell_writes(rollups.cells_of(rows)), budget_alerts.costs_of(rows)
-        *inserted, budgets = results
-        created = _created_keys(statements, inserted)
+        with pipelined([*lock, *statements, read_sealed, budgets_read]) as results:
+            open_cells, costs = rollups.cells_of(rows, rollups.OPEN_GRAINS), budget_alerts.costs_of(rows)
+        *_, sealed_rows, budgets = results
+        created = _created_keys(statements, results[len(lock):len(lock) + len(statements)])
         stored = rows if len(created) == len(rows) else _created_rows(rows, created)
         if stored is not rows:
-            cell_writes, costs = rollups.cell_writes(rollups.cells_of(stored)), budget_alerts.costs_of(stored)
-        with pipelined(cell_writes, binary=True) as cells_written:
+            open_cells, costs = rollups.cells_of(stored, rollups.OPEN_GRAINS), budget_alerts.costs_of(stored)
+        sealed_before = rollups.sealed_before_of(sealed_rows)
+        late = [row for row in stored if row["timestamp"] < sealed_before]
+        cells = open_cells.joined(rollups.cells_of(late, ("month",))) if late else open_cells
+        with pipelined(rollups.cell_writes(cells), binary=True) as cells_written:
             spent = budget_alerts.tally(costs, budgets)
             counter_writes = budget_alerts.counter_writes(spent)
         with pipelined(counter_writes) as counters_written:
             compacted = rollups.compacted(cells_written)
         rollups.write_compacted(compacted)
         budget_alerts.count(spent, counters_written)
+    if rollups.seal_due(sealed_before) and not database.in_transaction():
+        rollups.seal()
     received = Counter(row["tenant"] for row in rows)
     stored = Counter(tenant_id for tenant_id, _ in created)
     return Added(len(created), len(rows) - len(created),

@@ -114,3 +114,15 @@ def insert_cells(table):
     """Insert the cells of a CellTable (`rebuild_month` deleted the month's first)."""
     for sql, params in insert_statements(table):
         database.execute_sql(sql, params)
+
+
+def lock_cells():
+    """Keep writers of usage_rollup waiting until COMMIT; readers go on.
+
+    PostgreSQL: SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock
+    every INSERT and UPDATE takes. SQLite: take the write lock now, with an
+    empty write, so that the month's calls are read under it."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.execute_sql("LOCK TABLE usage_rollup IN SHARE ROW EXCLUSIVE MODE")
+    else:
+        database.execute_sql("DELETE FROM usage_rollup WHERE 0 = 1")

@@ -1,7 +1,7 @@
 """Keeping cells with the calls: `cells_of` them, and add them in the
 transaction that stores them (`cell_writes`, then `compacted`)."""
 from ...db import pipelined
-from ...rollups import CellBuilder, merged
+from ...rollups import CELL_GRAINS, CellBuilder, merged
 from .cells import add_cells, write_sketches
 
 # A cell whose sketches hold this many appended pieces has them merged into
@@ -10,9 +10,9 @@ from .cells import add_cells, write_sketches
 COMPACT_AFTER = 8
 
 
-def cells_of(rows):
-    """The CellTable of call rows (dicts of LlmCall fields)."""
-    builder = CellBuilder()
+def cells_of(rows, grains=CELL_GRAINS):
+    """The CellTable of call rows (dicts of LlmCall fields), of `grains`."""
+    builder = CellBuilder(grains)
     for row in rows:
         builder.add(row)
     return builder.table()

@@ -33,22 +33,34 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     merge; exact percentiles do not). The first level is the finest: each
     other level's key must follow from the first's (tenant, then everyone),
     as each of its sketches is merged from the first level's. Every number
-    but the percentiles is exact. At most nine statements: the rollups'
-    state (and the pruned range), then the totals and the sketches of the
+    but the percentiles is exact. At most ten statements: the rollups'
+    state (and the pruned range), the days holding cells in months not
+    sealed (when the windows reach them), then the totals and the sketches of the
     cells of each grain (whole months of percentiles by at most tenant and
     status from TENANT_MONTH cells), and the totals and values of the raw
     edges. Raw edges meeting pruned calls: retention.BeforeHorizon, before
     any but the first statement.
     """
-    needs_rebuild, first_month, last_month, pruned = _state_and_months()
+    needs_rebuild, sealed_before, first_month, last_month, pruned = _state_and_months()
     if needs_rebuild:
         raise RollupsNotBuilt()
-    covers = [cover(start, end) for start, end in windows]
+    covers = [cover(start, end, sealed_before) for start, end in windows]
     retention.refuse_pruned(pruned, [edge for c in covers for edge in c.raw])
     cell_ranges = [(i, grain, max(lo, first_month) if grain == "month" else lo,
                     min(hi, following(last_month, "month")) if grain == "month" else hi)
                    for i, c in enumerate(covers) for grain, lo, hi in c.cells
                    if grain != "month" or first_month is not None]
+    open_days = (_days_from(sealed_before) if any(grain == "day" and hi > sealed_before
+                                                   for _, grain, _, hi in cell_ranges) else [])
+
+    def starts_of(lo, hi, grain):
+        """The cells' starts in [lo, hi): the days of months not sealed are
+        those holding cells (the current month's, a few later ones), not
+        every day of the calendar up to the end of time."""
+        if grain == "month":
+            return starts_between(lo, hi, grain)
+        return (starts_between(lo, min(hi, sealed_before), grain)
+                + [day for day in open_days if lo <= day < hi])
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
@@ -67,7 +79,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
 
     for grain in GRAINS:  # one grain at a time: see _CellSource
         starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
-                  for start in starts_between(lo, hi, grain)]
+                  for start in starts_of(lo, hi, grain)]
         if not starts:
             continue
         source = _CellSource(filters, key_names, grain, starts)
@@ -110,23 +122,39 @@ def reads_cells(windows):
 
 
 def _state_and_months():
-    """(needs rebuild, first and last month holding cells, or None, the
-    retention.Pruned): one statement. Cells an older version wrote past
-    END_OF_TIME are never read: counting them, one call dated 9999-12-31
-    made every answer of all history list 95,000 months."""
+    """(needs rebuild, the first month without month cells (END_OF_TIME
+    while none was sealed), the first and last month holding cells, or
+    None, the retention.Pruned): one statement. Cells an older version
+    wrote past END_OF_TIME are never read: counting them, one call dated
+    9999-12-31 made every answer of all history list 95,000 months."""
     def month_cell(pick):
         return (UsageRollup.select(pick(UsageRollup.cell_start))
                 .where((UsageRollup.grain == "month") & (UsageRollup.cell_start < END_OF_TIME)))
     row = (UsageRollupState
-           .select(UsageRollupState.needs_rebuild, month_cell(fn.MIN), month_cell(fn.MAX), *pruned_columns())
+           .select(UsageRollupState.needs_rebuild, UsageRollupState.sealed_before, month_cell(fn.MIN),
+                   month_cell(fn.MAX), *pruned_columns())
            .tuples()
            .get())
-    needs_rebuild, first, last, horizon, pruned_from = row
-    pruned = pruned_of(horizon, pruned_from)
+    needs_rebuild, sealed_before, first, last, horizon, pruned_from = row
+    sealed_before = END_OF_TIME if sealed_before is None else sealed_before
     if first is None:
-        return bool(needs_rebuild), None, None, pruned
-    return (bool(needs_rebuild), UsageRollup.cell_start.python_value(first),
-            UsageRollup.cell_start.python_value(last), pruned)
+        return bool(needs_rebuild), sealed_before, None, None, pruned_of(horizon, pruned_from)
+    return (bool(needs_rebuild), sealed_before, UsageRollup.cell_start.python_value(first),
+            UsageRollup.cell_start.python_value(last), pruned_of(horizon, pruned_from))
+
+
+def _days_from(start):
+    """The starts of the days holding cells from `start` to END_OF_TIME: a
+    loose index scan, one descent of usage_rollup's unique index per day
+    found (a DISTINCT read every cell of the month)."""
+    after = "SELECT MIN(cell_start) FROM usage_rollup WHERE grain = 'day' AND cell_start {} AND cell_start < {}"
+    param = database.param
+    sql = (f"WITH RECURSIVE day_found(start) AS ({after.format('>= ' + param, param)} UNION ALL "
+           f"SELECT ({after.format('> day_found.start', param)}) FROM day_found WHERE start IS NOT NULL) "
+           "SELECT start FROM day_found WHERE start IS NOT NULL")
+    end = UsageRollup.cell_start.db_value(END_OF_TIME)
+    rows = database.execute_sql(sql, [UsageRollup.cell_start.db_value(start), end, end]).fetchall()
+    return [UsageRollup.cell_start.python_value(value) for (value,) in rows]
 
 
 def _sketch_grain(grain, filters, sketch_names):

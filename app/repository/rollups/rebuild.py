@@ -14,7 +14,7 @@ from ...rollups import (BEGINNING, CELL_GRAINS, END_OF_TIME, TENANT_MONTH, CellB
                         following, merged)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
-from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells
+from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, lock_cells
 
 
 def mark_rebuilt():
@@ -62,11 +62,19 @@ def calls_past_end_of_time():
     return LlmCall.select().where(LlmCall.timestamp >= END_OF_TIME).count()
 
 
-def recomputed(month, horizon=None):
+def sealed_before():
+    """The first month without month cells: END_OF_TIME while no month was
+    sealed (app/repository/rollups/seal.py)."""
+    stored = UsageRollupState.select(UsageRollupState.sealed_before).scalar()
+    return END_OF_TIME if stored is None else stored
+
+
+def recomputed(month, horizon=None, sealed=True):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the cells of
-    each day, then the month's cells (of both month grains). Memory:
+    each day, then the month's cells (of both month grains; of a month not
+    `sealed`, its tenant_month cells alone). Memory:
     one day's calls and the month's cells. The days before `horizon` (a UTC
     midnight: the retention horizon) are not yielded: their stored day cells
     are added to the month's cells instead of their pruned calls.
@@ -75,7 +83,7 @@ def recomputed(month, horizon=None):
     day, month_end = month, following(month, "month")
     if horizon is not None and horizon > month:
         day = min(horizon, month_end)
-        month_cells, month_sketches = _months_of_stored_days(month, day)
+        month_cells, month_sketches = months_of_stored_days(month, day)
     while day < month_end:
         next_day = following(day, "day")
         builder, month_builder = CellBuilder(("day",)), CellBuilder(("month", TENANT_MONTH))
@@ -88,11 +96,12 @@ def recomputed(month, horizon=None):
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
-    yield (("month", TENANT_MONTH), month, month_end,
-           {key: (cell, month_sketches[key]) for key, cell in month_cells.items()})
+    grains = ("month", TENANT_MONTH) if sealed else (TENANT_MONTH,)
+    yield (grains, month, month_end,
+           {key: (cell, month_sketches[key]) for key, cell in month_cells.items() if key[0] in grains})
 
 
-def _months_of_stored_days(start, end):
+def months_of_stored_days(start, end):
     """({key: CellNumbers}, {key: sketches}) of the month and tenant_month
     cells that the stored day cells in [start, end), days of one month, add up to."""
     cells, parts = {}, []
@@ -132,46 +141,36 @@ def rebuild_month(month):
     before the retention horizon are kept (`recomputed`). Returns the number
     of cells written."""
     with database.atomic():
-        _lock_cells()
+        lock_cells()
         horizon = held_horizon()
         replaced = (UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
         if horizon is not None:
             replaced &= (UsageRollup.grain != "day") | (UsageRollup.cell_start >= horizon)
         UsageRollup.delete().where(replaced).execute()
         written = 0
-        for _, _, _, cells in recomputed(month, horizon):
+        for _, _, _, cells in recomputed(month, horizon, month < sealed_before()):
             insert_cells(CellTable.of({key: cell for key, (cell, _) in cells.items()},
                                       {key: sketches for key, (_, sketches) in cells.items()}))
             written += len(cells)
     return written
 
 
-def _lock_cells():
-    """Keep writers of usage_rollup waiting until COMMIT; readers go on.
-
-    PostgreSQL: SHARE ROW EXCLUSIVE conflicts with the ROW EXCLUSIVE lock
-    every INSERT and UPDATE takes. SQLite: take the write lock now, with an
-    empty write, so that the month's calls are read under it."""
-    if isinstance(database.obj, PostgresqlDatabase):
-        database.execute_sql("LOCK TABLE usage_rollup IN SHARE ROW EXCLUSIVE MODE")
-    else:
-        database.execute_sql("DELETE FROM usage_rollup WHERE 0 = 1")
-
-
 def differences(month):
     """[(key, reason)] where the stored cells of `month` differ from cells
     recomputed from llm_call (before the retention horizon: from its day
-    cells), all read in one snapshot."""
+    cells), all read in one snapshot. A month not sealed has no month cells."""
     found = []
     snapshot = {"isolation_level": "REPEATABLE READ"} if isinstance(database.obj, PostgresqlDatabase) else {}
     with database.atomic(**snapshot):
-        for grains, start, end, cells in recomputed(month, pruned().horizon):
-            stored = _stored(grains, start, end)
+        sealed = month < sealed_before()
+        for grains, start, end, cells in recomputed(month, pruned().horizon, sealed):
+            stored = _stored(grains if "day" in grains else ("month", TENANT_MONTH), start, end)
             for key in sorted(set(cells) | set(stored)):
                 if key not in stored:
                     found.append((key, "missing"))
                 elif key not in cells:
-                    found.append((key, "has no calls"))
+                    found.append((key, "has no calls" if sealed or key[0] != "month" else
+                                  "a month cell of a month not sealed"))
                 else:
                     cell, sketches = cells[key]
                     if cell.numbers() != stored[key][0]:
