@@ -62,6 +62,8 @@ GRAINS = ("day", "month")  # finest first
 # error class): all history of every tenant is then a few hundred sketches.
 TENANT_MONTH = "tenant_month"
 CELL_GRAINS = (*GRAINS, TENANT_MONTH)
+# Whole months not sealed, in a Cover: no month cells, their day cells instead.
+OPEN_MONTH = "open_month"
 METRICS = ("call_duration", "input_tokens", "output_tokens")
 KEY = ("tenant_id", "operation", "model", "status", "error_class")
 # The open ends of a window, as instants aligned to every grain.
@@ -117,19 +119,23 @@ def cover(start, end, sealed_before=END_OF_TIME):
     up to the first whole day, days up to the first whole month, and the
     same backwards from `end`. Cells end at END_OF_TIME: a later `end` is
     read from raw rows beyond it. Month cells exist only for the months
-    before `sealed_before` (a month start, see "Sealed months" above): the
-    months from it on are read from their day cells.
+    before `sealed_before` (a month start, see "Sealed months" above): whole
+    months from it on are OPEN_MONTH ranges, read from their day cells and,
+    for percentiles by at most tenant and status, their tenant_month cells.
     """
     lo, hi = start or BEGINNING, end or END_OF_TIME
     inner_lo, inner_hi = ceil(lo, "day"), floor(min(hi, END_OF_TIME), "day")
     if inner_lo >= inner_hi:  # no whole day inside
         return Cover((), ((lo, hi),))
     raw = tuple((a, b) for a, b in ((lo, inner_lo), (inner_hi, hi)) if a < b)
-    months_lo, months_hi = ceil(inner_lo, "month"), min(floor(inner_hi, "month"), sealed_before)
-    if months_lo >= months_hi:  # no whole sealed month inside
+    months_lo, months_hi = ceil(inner_lo, "month"), floor(inner_hi, "month")
+    if months_lo >= months_hi:  # no whole month inside
         return Cover((("day", inner_lo, inner_hi),), raw)
-    cells = [("day", a, b) for a, b in ((inner_lo, months_lo), (months_hi, inner_hi)) if a < b]
-    return Cover((*cells, ("month", months_lo, months_hi)), raw)
+    open_lo = min(months_hi, max(months_lo, sealed_before))
+    cells = [(grain, a, b) for grain, a, b in (("day", inner_lo, months_lo), ("month", months_lo, open_lo),
+                                               (OPEN_MONTH, open_lo, months_hi), ("day", months_hi, inner_hi))
+             if a < b]
+    return Cover(tuple(cells), raw)
 
 
 class CellNumbers:

@@ -4,7 +4,8 @@ from peewee import CTE, JOIN, SQL, Case, Select, fn
 from ... import retention, statistics
 from ...db import database, fetch_all
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import END_OF_TIME, GRAINS, METRICS, TENANT_MONTH, cover, following, starts_between
+from ...rollups import END_OF_TIME, METRICS, OPEN_MONTH, TENANT_MONTH, cover, following, starts_between
+from ...rollups import floor as rollup_floor
 from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
@@ -33,12 +34,13 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     merge; exact percentiles do not). The first level is the finest: each
     other level's key must follow from the first's (tenant, then everyone),
     as each of its sketches is merged from the first level's. Every number
-    but the percentiles is exact. At most ten statements: the rollups'
+    but the percentiles is exact. At most eleven statements: the rollups'
     state (and the pruned range), the days holding cells in months not
-    sealed (when the windows reach them), then the totals and the sketches of the
-    cells of each grain (whole months of percentiles by at most tenant and
-    status from TENANT_MONTH cells), and the totals and values of the raw
-    edges. Raw edges meeting pruned calls: retention.BeforeHorizon, before
+    sealed (when the windows reach them), the totals and the sketches of
+    the day and the month cells (whole months of percentiles by at most
+    tenant and status from TENANT_MONTH cells, for months not sealed too),
+    and the totals and values of the raw edges. Raw edges meeting pruned
+    calls: retention.BeforeHorizon, before
     any but the first statement.
     """
     needs_rebuild, sealed_before, first_month, last_month, pruned = _state_and_months()
@@ -50,17 +52,28 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                     min(hi, following(last_month, "month")) if grain == "month" else hi)
                    for i, c in enumerate(covers) for grain, lo, hi in c.cells
                    if grain != "month" or first_month is not None]
-    open_days = (_days_from(sealed_before) if any(grain == "day" and hi > sealed_before
-                                                   for _, grain, _, hi in cell_ranges) else [])
+    # The days of months not sealed are those holding cells (the current
+    # month's, a few later ones), not every day of the calendar to its end.
+    open_days = _days_from(sealed_before) if any(hi > sealed_before for _, _, _, hi in cell_ranges) else []
 
-    def starts_of(lo, hi, grain):
-        """The cells' starts in [lo, hi): the days of months not sealed are
-        those holding cells (the current month's, a few later ones), not
-        every day of the calendar up to the end of time."""
+    def starts(grain):
+        """[(window index, cell start)] of the ranges of `grain`."""
         if grain == "month":
-            return starts_between(lo, hi, grain)
-        return (starts_between(lo, min(hi, sealed_before), grain)
-                + [day for day in open_days if lo <= day < hi])
+            return [(i, start) for i, g, lo, hi in cell_ranges if g == grain for start in starts_between(lo, hi, grain)]
+        return [(i, start) for i, g, lo, hi in cell_ranges if g == grain
+                for start in starts_between(lo, min(hi, sealed_before), "day")
+                + [day for day in open_days if lo <= day < hi]]
+
+    # (grain, starts) of the totals, and of the sketches: whole open months
+    # give their totals from day cells, and where TENANT_MONTH cells serve
+    # the percentiles (see _sketch_grain), their sketches from those.
+    day_starts, open_days_starts = starts("day"), starts(OPEN_MONTH)
+    month_starts = starts("month")
+    open_months = sorted({(i, rollup_floor(day, "month")) for i, day in open_days_starts})
+    by_tenant = _sketch_grain("month", filters, sketch_names) == TENANT_MONTH
+    plan = [("day", day_starts + open_days_starts, "day", day_starts + ([] if by_tenant else open_days_starts)),
+            ("month", month_starts, _sketch_grain("month", filters, sketch_names), month_starts),
+            (None, [], TENANT_MONTH, open_months if by_tenant else [])]
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
@@ -77,18 +90,18 @@ def approximate(filters, key_names, windows, sketch_names, levels):
         for m in range(len(METRICS)):
             add([[number * len(METRICS) + m for number in numbers]], [row[width + m] for row in rows])
 
-    for grain in GRAINS:  # one grain at a time: see _CellSource
-        starts = [(i, start) for i, cell_grain, lo, hi in cell_ranges if cell_grain == grain
-                  for start in starts_of(lo, hi, grain)]
-        if not starts:
-            continue
-        source = _CellSource(filters, key_names, grain, starts)
-        for key, cell in scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width).items():
-            cells.setdefault(key, statistics.Cell()).add(cell)
-        sketch_grain = _sketch_grain(grain, filters, sketch_names)
-        sketch_source = (source if (sketch_grain, tuple(sketch_names)) == (grain, tuple(key_names))
-                         else _CellSource(filters, sketch_names, sketch_grain, starts))
-        add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
+    for grain, totals_starts, sketch_grain, sketch_starts in plan:  # a grain at a time: see _CellSource
+        source = None
+        if totals_starts:
+            source = _CellSource(filters, key_names, grain, totals_starts)
+            rows = database.execute(source.totals()).fetchall()
+            for key, cell in scans.cells_of_rows(rows, source.width).items():
+                cells.setdefault(key, statistics.Cell()).add(cell)
+        if sketch_starts:
+            same = (source is not None and sketch_starts == totals_starts
+                    and (sketch_grain, tuple(sketch_names)) == (grain, tuple(key_names)))
+            sketch_source = source if same else _CellSource(filters, sketch_names, sketch_grain, sketch_starts)
+            add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
     if raw_ranges:
         def edges(names):
             return Scan(scans.matching(filters), tuple(COLUMNS[name] for name in names), ranges=raw_ranges)
