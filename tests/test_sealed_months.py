@@ -12,7 +12,7 @@ from app.models import UsageRollup, UsageRollupState, utcnow
 from app.repository import rollups
 from app.rollups import following
 from data import UTC, random_records, seeded, store
-from expected import expected_stats
+from expected import expected_stats, group_stats
 from test_rollups import assert_close, expected_cells, get, stored_cells, window_params
 
 NOW = utcnow().replace(microsecond=0)
@@ -143,3 +143,32 @@ def test_sealing_while_batches_are_stored_loses_no_call(app, keys):
     with app.app_context():
         assert rollups.differences(MONTH) == []
         assert UsageRollup.select().where(UsageRollup.grain == "month").count() == len(cells_of(records, "month"))
+
+
+def test_monthly_series_over_the_month_not_sealed(app, client, keys):
+    """The current month as a whole bucket: totals from its day cells,
+    percentiles from its tenant_month cells (by tenant) or day cells (by model)."""
+    with_tenants(keys)
+    keys.tenant("ops", allows_superusers=True)
+    superuser = keys.key("ops", superuser=True)
+    records = random_records(seeded(77), TENANTS, 300, MONTH - dt.timedelta(days=40), NOW)
+    store(app, records[:100])
+    store(app, records[100:])
+    start = (MONTH - dt.timedelta(days=1)).replace(day=1)  # the month before: sealed
+    for group_by in ("tenant_id", "model"):
+        body = get(client, "/v1/usage/all/series", superuser, **window_params(start, NEXT_MONTH), bucket="month",
+                   tz="UTC", group_by=group_by, percentiles="approximate")
+        assert [utc_start(b) for b in body["buckets"]][-1] == MONTH
+        for bucket in body["buckets"]:
+            chosen = [r for r in records if utc_start(bucket) <= r["timestamp"] < utc_end(bucket)]
+            assert [g[group_by] for g in bucket["groups"]] == sorted({r[group_by] for r in chosen})
+            for group in bucket["groups"]:
+                assert_close(group, group_stats([r for r in chosen if r[group_by] == group[group_by]]))
+
+
+def utc_start(bucket):
+    return dt.datetime.fromisoformat(bucket["start"]).astimezone(UTC)
+
+
+def utc_end(bucket):
+    return dt.datetime.fromisoformat(bucket["end"]).astimezone(UTC)

@@ -5,7 +5,8 @@ the time limits and lock rules of every wait on it.
 - `connect`: DATABASE_URL -> a Peewee database (SQLite pragmas, PostgreSQL pool);
 - `deadlines`: statement timeouts, the watchdog, `statistics_transaction`,
   `execute_many`, `fetch_all`, `fetch_sql`, `pipelined` (and its `EachRow`);
-- `locks`: `write_unless_locked`, for writes a request can do without;
+- `locks`: `write_unless_locked`, for writes a request can do without, and
+  `wait_for_ingestion`, for a tenant's batches in flight;
 - `failures`: whether a database error was a timeout, for the metrics.
 """
 from .connect import POSTGRES_OPTIONS, open_database, sqlite_pragmas
