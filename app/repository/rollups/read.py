@@ -12,6 +12,7 @@ from ..columns import COLUMNS, METRIC_COLUMNS, OK
 from ..retention import pruned_columns, pruned_of
 from ..scans import Scan, literals, values_list
 from .cells import SKETCHES
+from .rebuild import sealed_before_of_stored
 
 
 class RollupsNotBuilt(Exception):
@@ -70,9 +71,10 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     day_starts, open_days_starts = starts("day"), starts(OPEN_MONTH)
     month_starts = starts("month")
     open_months = sorted({(i, rollup_floor(day, "month")) for i, day in open_days_starts})
-    by_tenant = _sketch_grain("month", filters, sketch_names) == TENANT_MONTH
+    month_sketch_grain = _sketch_grain("month", filters, sketch_names)
+    by_tenant = month_sketch_grain == TENANT_MONTH
     plan = [("day", day_starts + open_days_starts, "day", day_starts + ([] if by_tenant else open_days_starts)),
-            ("month", month_starts, _sketch_grain("month", filters, sketch_names), month_starts),
+            ("month", month_starts, month_sketch_grain, month_starts),
             (None, [], TENANT_MONTH, open_months if by_tenant else [])]
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
@@ -149,11 +151,9 @@ def _state_and_months():
            .tuples()
            .get())
     needs_rebuild, sealed_before, first, last, horizon, pruned_from = row
-    sealed_before = END_OF_TIME if sealed_before is None else sealed_before
-    if first is None:
-        return bool(needs_rebuild), sealed_before, None, None, pruned_of(horizon, pruned_from)
-    return (bool(needs_rebuild), sealed_before, UsageRollup.cell_start.python_value(first),
-            UsageRollup.cell_start.python_value(last), pruned_of(horizon, pruned_from))
+    first, last = (None if value is None else UsageRollup.cell_start.python_value(value) for value in (first, last))
+    return (bool(needs_rebuild), sealed_before_of_stored(sealed_before), first, last,
+            pruned_of(horizon, pruned_from))
 
 
 def _days_from(start):

@@ -63,10 +63,15 @@ def calls_past_end_of_time():
 
 
 def sealed_before():
-    """The first month without month cells: END_OF_TIME while no month was
-    sealed (app/repository/rollups/seal.py)."""
-    stored = UsageRollupState.select(UsageRollupState.sealed_before).scalar()
-    return END_OF_TIME if stored is None else stored
+    """The first month without month cells (app/repository/rollups/seal.py)."""
+    return sealed_before_of_stored(UsageRollupState.select(UsageRollupState.sealed_before).scalar())
+
+
+def sealed_before_of_stored(value):
+    """usage_rollup_state.sealed_before as read (aware, or None): END_OF_TIME
+    while no month was sealed (NULL: every month has its month cells, as
+    before migration 015)."""
+    return END_OF_TIME if value is None else value
 
 
 def recomputed(month, horizon=None, sealed=True):

@@ -14,7 +14,7 @@ from ...models import UsageRollup, UsageRollupState, utcnow
 from ...rollups import END_OF_TIME, TENANT_MONTH, CellTable
 from ...rollups import floor as rollup_floor
 from .cells import insert_cells, lock_cells
-from .rebuild import months_of_stored_days, sealed_before
+from .rebuild import months_of_stored_days, sealed_before, sealed_before_of_stored
 
 # The grains ingestion writes for every call; month cells only for calls
 # before sealed_before.
@@ -37,10 +37,9 @@ def sealing_statements():
 
 def sealed_before_of(rows):
     """The first month without month cells, from the rows of the last of
-    `sealing_statements`: END_OF_TIME while no month was sealed (NULL: every
-    month has its month cells, as before migration 015)."""
+    `sealing_statements` (`sealed_before_of_stored`)."""
     (value,), = rows
-    return END_OF_TIME if value is None else UsageRollupState.sealed_before.python_value(value)
+    return sealed_before_of_stored(UsageRollupState.sealed_before.python_value(value))
 
 
 def seal_due(sealed_before, now=None):
@@ -66,7 +65,7 @@ def seal(now=None):
     with database.atomic():
         lock_cells()
         stored = sealed_before()
-        if stored >= target and stored != END_OF_TIME:
+        if not seal_due(stored, target):
             return 0
         months = UsageRollup.grain == "month"
         written = 0
