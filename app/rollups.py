@@ -4,9 +4,10 @@ A cell (table usage_rollup) aggregates the calls of one (tenant, operation,
 model, status, error_class) whose timestamp falls in one UTC day or month:
 counts, cost, and per metric its sum, minimum, maximum and sketch
 (`app/sketch.py`). The two grains let any window be covered by few cells:
-a month of all tenants is one cell per key, not 30 daily ones. A third,
-TENANT_MONTH, holds a tenant's month in one cell per status, for the
-percentiles of answers that group them by no more than the tenant.
+a month of all tenants is one cell per key, not 30 daily ones. Two more,
+TENANT_DAY and TENANT_MONTH, hold a tenant's day or month in one cell per
+status (KEPT: the key columns each grain keeps), for answers grouped and
+filtered by no more than tenant and status.
 
 There are no hourly cells (migration 007 deleted them): at 1M calls over 90
 days an hourly cell held 1.3 calls on average, so it cost ingestion a row
@@ -21,11 +22,12 @@ with `CellBuilder`, so they cannot disagree.
 
 Sealed months. Month cells exist for the months before `sealed_before`
 (usage_rollup_state): the months that have ended, once sealed. Ingestion
-writes a call's day and tenant_month cells, and its month cell only if its
-month is sealed (a late call): a backfill batch of 1000 calls over every
-tenant and a day touched some 600 month cells besides its 650 day cells,
-14% of the batch's time on SQLite. The first batch stored in a new month
-seals the one that ended, building its month cells from its day cells
+writes a call's day and tenant_day cells (DAY_GRAINS), and its month and
+tenant_month cells (MONTH_GRAINS) only if its month is sealed (a late
+call): a backfill batch of 1000 calls over every tenant and a day touched
+some 600 month cells besides its 650 day cells, 14% of the batch's time on
+SQLite. The first batch stored in a new month seals the one that ended,
+building its month and tenant_month cells from its day cells
 (app/repository/rollups/seal.py), and a window's months from
 `sealed_before` on (the current one, and any later month holding calls)
 are read from their day cells: at most a month of them per key.
@@ -61,21 +63,29 @@ GRAINS = ("day", "month")  # finest first
 # a tenant's whole months in one cell instead of one per (operation, model,
 # error class): all history of every tenant is then a few hundred sketches.
 TENANT_MONTH = "tenant_month"
-CELL_GRAINS = (*GRAINS, TENANT_MONTH)
+# A tenant's UTC day, keyed as TENANT_MONTH: the totals and percentiles of
+# answers grouped and filtered by no more than tenant and status, a day at
+# a time (one cell per tenant, not one per operation, model and error class).
+TENANT_DAY = "tenant_day"
+CELL_GRAINS = (*GRAINS, TENANT_MONTH, TENANT_DAY)
+# The grains holding a day, and a month.
+DAY_GRAINS, MONTH_GRAINS = ("day", TENANT_DAY), ("month", TENANT_MONTH)
 # Whole months not sealed, in a Cover: no month cells, their day cells instead.
 OPEN_MONTH = "open_month"
 METRICS = ("call_duration", "input_tokens", "output_tokens")
 KEY = ("tenant_id", "operation", "model", "status", "error_class")
+# The KEY columns each grain keeps (the others are stored as '').
+KEPT = {"day": KEY, "month": KEY, TENANT_MONTH: ("tenant_id", "status"), TENANT_DAY: ("tenant_id", "status")}
 # The open ends of a window, as instants aligned to every grain.
 BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
 
 
 def floor(moment, grain):
-    """The start of the UTC day or month holding `moment` (aware, UTC); a
-    TENANT_MONTH cell starts with its month."""
+    """The start of the UTC day or month holding `moment` (aware, UTC), as
+    the cells of `grain` start (a grain of DAY_GRAINS or MONTH_GRAINS)."""
     moment = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return moment if grain == "day" else moment.replace(day=1)
+    return moment if grain in DAY_GRAINS else moment.replace(day=1)
 
 
 def following(start, grain):
@@ -83,7 +93,7 @@ def following(start, grain):
     END_OF_TIME: no cell starts there or later."""
     if start >= END_OF_TIME:
         return END_OF_TIME
-    if grain == "day":
+    if grain in DAY_GRAINS:
         return start + dt.timedelta(days=1)
     return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
 
@@ -210,7 +220,7 @@ class CellBuilder:
     gives the CellTable of the cells of each of `grains` holding the calls
     added, `cells()` and `sketches()` the same as {(grain, cell_start, *KEY
     values): CellNumbers} and {same key: [a sketch per metric]}. `add` only
-    numbers the call's key and day; the cells' numbers and sketches are
+    numbers the call's keys (one per key shape, KEPT) and day; the cells' numbers and sketches are
     computed for every call at once with NumPy, as columns: building each
     cell's numbers in Python, call by call, then its row from them, took
     about 16 ms of a 1000-call backfill batch (1,400 cells), now about 6.
@@ -218,23 +228,24 @@ class CellBuilder:
 
     def __init__(self, grains=CELL_GRAINS):
         self._grains = grains
-        self._keys, self._tenant_keys, self._days = {}, {}, {}  # each -> its number
-        self._calls = []  # per call: key, tenant key and day numbers, cost, METRICS
+        # Per key shape (the KEY columns a grain keeps): {key: its number}.
+        self._shapes = {shape: {} for shape in dict.fromkeys(KEPT[grain] for grain in grains)}
+        self._days = {}  # day start -> its number
+        self._calls = []  # per call: a key number per shape, day number, cost, METRICS
         self._table = None
 
     def add(self, row):
-        tenant, status = row["tenant"], row["status"]
-        keys, tenant_keys, days = self._keys, self._tenant_keys, self._days
-        key = (tenant, row["operation"], row["model"], status, row["error_class"] or "")
-        self._calls += (keys.setdefault(key, len(keys)),
-                        tenant_keys.setdefault((tenant, "", "", status, ""), len(tenant_keys)),
-                        days.setdefault(floor(row["timestamp"], "day"), len(days)),
+        values = {"tenant_id": row["tenant"], "operation": row["operation"], "model": row["model"],
+                  "status": row["status"], "error_class": row["error_class"] or ""}
+        numbers = [keys.setdefault(tuple(values[name] if name in shape else "" for name in KEY), len(keys))
+                   for shape, keys in self._shapes.items()]
+        self._calls += (*numbers, self._days.setdefault(floor(row["timestamp"], "day"), len(self._days)),
                         row["cost_micro_usd"], row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         self._table = None
 
     def table(self):
         if self._table is None:
-            self._table = self._computed() if self._calls else CellTable([], [], [])
+            self._table = self._computed() if self._calls and self._grains else CellTable([], [], [])
         return self._table
 
     def cells(self):
@@ -246,20 +257,23 @@ class CellBuilder:
         return {key: list(sketches) for key, sketches in zip(table.keys, zip(*table.sketches))}
 
     def _computed(self):
-        calls = np.array(self._calls, dtype=np.int64).reshape(-1, 7)
+        shapes = list(self._shapes)
+        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 5)
+        day_column = len(shapes)
         days = list(self._days)  # by number, as dicts keep their order
         cell_keys, cell_of = [], []  # cell_of: per grain, the cell number of each call
         for grain in self._grains:
-            keys, column = (list(self._tenant_keys), 1) if grain == TENANT_MONTH else (list(self._keys), 0)
+            column = shapes.index(KEPT[grain])
+            keys = list(self._shapes[KEPT[grain]])
             starts = sorted({floor(day, grain) for day in days})
             position = {start: i for i, start in enumerate(starts)}
             start_of_day = np.array([position[floor(day, grain)] for day in days])
-            codes, numbers = np.unique(start_of_day[calls[:, 2]] * len(keys) + calls[:, column],
+            codes, numbers = np.unique(start_of_day[calls[:, day_column]] * len(keys) + calls[:, column],
                                        return_inverse=True)
             cell_of.append(numbers.ravel() + len(cell_keys))
             cell_keys += [(grain, starts[code // len(keys)], *keys[code % len(keys)]) for code in codes.tolist()]
         cell_of = np.concatenate(cell_of)
-        values = np.tile(calls[:, 3:], (len(self._grains), 1))  # cost, then METRICS
+        values = np.tile(calls[:, day_column + 1:], (len(self._grains), 1))  # cost, then METRICS
         # Every cell number has calls: sorted by cell, cell i's calls start at firsts[i].
         by_cell = np.argsort(cell_of, kind="stable")
         firsts = np.flatnonzero(np.r_[True, np.diff(cell_of[by_cell]) != 0])

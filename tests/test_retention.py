@@ -111,10 +111,10 @@ def test_prune_keeps_a_call_at_the_horizon_and_deletes_one_a_microsecond_before(
 def test_approximate_answers_over_pruned_whole_days_keep_their_totals(site, client):
     app, records, admin = site["app"], site["records"], site["admin"]
     before = get(client, "/v1/usage/all", admin, percentiles="approximate")
-    cells_before = {grain: _cells(app, grain) for grain in ("day", "month", "tenant_month")}
+    cells_before = {grain: _cells(app, grain) for grain in ("day", "month", "tenant_month", "tenant_day")}
     prune_at(app)
     assert get(client, "/v1/usage/all", admin, percentiles="approximate") == before
-    assert {grain: _cells(app, grain) for grain in ("day", "month", "tenant_month")} == cells_before
+    assert {grain: _cells(app, grain) for grain in ("day", "month", "tenant_month", "tenant_day")} == cells_before
     windows = [(day(2, 3), day(3, 15)), (None, HORIZON), (day(1, 1), day(4, 5, 7)),
                (day(3, 20), None), (HORIZON, day(4, 12, 9))]
     for start, end in windows:

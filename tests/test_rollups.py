@@ -216,13 +216,13 @@ def test_approximate_series_runs_a_fixed_number_of_statements(app, client, keys,
 def expected_cells(records, grain):
     """{(cell start, tenant, operation, model, status, error_class): (calls, cost, duration sum)}.
 
-    A tenant_month cell is a tenant's month per status, the rest ''."""
+    A tenant_month (tenant_day) cell is a tenant's month (day) per status, the rest ''."""
     cells = {}
     for r in records:
         t = r["timestamp"].replace(hour=0, minute=0, second=0, microsecond=0)
         if grain in ("month", "tenant_month"):
             t = t.replace(day=1)
-        if grain == "tenant_month":
+        if grain in ("tenant_month", "tenant_day"):
             key = (t, r["tenant_id"], "", "", r["status"], "")
         else:
             key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
@@ -243,11 +243,11 @@ def stored_cells(app, grain):
 
 
 def assert_cells_match(app, records):
-    for grain in ("day", "month", "tenant_month"):
+    for grain in ("day", "month", "tenant_month", "tenant_day"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
     with app.app_context():  # and no cell of another grain (hourly cells are gone since 007)
         assert {grain for (grain,) in UsageRollup.select(UsageRollup.grain).distinct().tuples()} <= {
-            "day", "month", "tenant_month"}
+            "day", "month", "tenant_month", "tenant_day"}
 
 
 def test_duplicates_change_no_cell(app, stored):
@@ -270,7 +270,7 @@ def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys)
         store(app, [record("t-a", moment + dt.timedelta(seconds=i), duration=duration)])
         with app.app_context():
             cells = list(UsageRollup.select(UsageRollup.sketch_pieces, UsageRollup.call_duration_sketch))
-        assert len(cells) == 3  # day, month, tenant_month
+        assert len(cells) == 4  # day, month, tenant_month, tenant_day
         for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
             assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
             counted = Counter()
@@ -297,13 +297,14 @@ def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
 
 def insert_bypassing_rollups(app, records, with_cells=False):
     """Calls stored as before the rollups existed (or restored from a dump);
-    `with_cells`: and their cells, as the code before budgets (migration 010) stored them."""
+    `with_cells`: and their cells, as the code before budgets (migration 010) stored them
+    (no tenant_day cells before migration 016)."""
     schema = CallRecordSchema()
     rows = [to_row(schema.load(to_json(r)), r["tenant_id"]) for r in records]
     with app.app_context(), database.atomic():
         LlmCall.insert_many(rows).execute()
         if with_cells:
-            rollups.add(rollups.cells_of(rows))
+            rollups.add(rollups.cells_of(rows, ("day", "month", "tenant_month")))
 
 
 def test_rebuild_recomputes_cells_and_verify_tells(app, runner, keys, stored):
@@ -452,6 +453,17 @@ def cells_stored_at(database_url, tmp_path, migration, seed):
     return app, key, records
 
 
+def upgrade_to_015_then_rebuild(app):
+    """Migrate up to 015 and check that no rebuild is needed then, then
+    migrate on and rebuild: 016 needs one (tenant_day cells)."""
+    with app.app_context():
+        _router(database.obj).run("015_sealed_months")
+        assert database.execute_sql("SELECT needs_rebuild FROM usage_rollup_state").fetchone()[0] in (0, False)
+        upgrade(database.obj)
+    result = app.test_cli_runner().invoke(args=["rollups", "rebuild"])
+    assert result.exit_code == 0, result.output
+
+
 def assert_cells_answer(app, key, records, seed):
     """The cells hold t-a's `records`, answer random windows, and pass `verify`."""
     assert_cells_match(app, records)
@@ -469,9 +481,10 @@ def test_migration_007_deletes_hourly_cells_and_needs_no_rebuild(database_url, t
     app, key, records = cells_stored_at(database_url, tmp_path, "006_tenant_month_cells", 16)
     with app.app_context():
         insert_old_cell("hour", "2026-02-03 04:00:00")
-        upgrade(database.obj)
+        _router(database.obj).run("007_no_hourly_cells")
         with pytest.raises(IntegrityError), database.atomic():
             insert_old_cell("hour", "2026-02-03 05:00:00")
+    upgrade_to_015_then_rebuild(app)
     assert_cells_answer(app, key, records, 17)
 
 
@@ -505,11 +518,14 @@ def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path
         (big,), = database.execute_sql("SELECT MAX(id) FROM usage_rollup").fetchall()
     write_sketch_pairs(app, {big: [[(5, 70_000), (7, 3)]] * 3}, "<HQ")
     with app.app_context():
-        upgrade(database.obj)
+        _router(database.obj).run("008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HH") == {**pairs, big: [[(5, 65_535), (5, 4_465), (7, 3)]] * 3}
     with app.app_context():
         database.execute_sql(f"DELETE FROM usage_rollup WHERE id = {big}")
+    upgrade_to_015_then_rebuild(app)
     assert_cells_answer(app, key, records, 19)
     with app.app_context():  # back to before 008, through every migration after it
+        database.execute_sql("DELETE FROM usage_rollup WHERE grain = 'tenant_day'")  # 016 would, rolled back
+        pairs = sketch_pairs(app, "<HH")  # the cells as rebuilt
         roll_back_through(database.obj, "008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HQ") == pairs

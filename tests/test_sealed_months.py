@@ -54,7 +54,8 @@ def test_the_current_month_has_day_cells_only_and_ended_months_their_month_cells
     assert sealed_before(app) == MONTH
     assert stored_cells(app, "month") == cells_of(records, "month", hi=MONTH)
     assert stored_cells(app, "day") == cells_of(records, "day")
-    assert stored_cells(app, "tenant_month") == cells_of(records, "tenant_month")
+    assert stored_cells(app, "tenant_day") == cells_of(records, "tenant_day")
+    assert stored_cells(app, "tenant_month") == cells_of(records, "tenant_month", hi=MONTH)
     approximate_matches_exact(app, client, keys, records, [
         (None, None), (MONTH, None), (MONTH - dt.timedelta(days=40), NOW), (NOW - dt.timedelta(days=30), None),
         (following(MONTH - dt.timedelta(days=1), "month") - dt.timedelta(days=31), MONTH)])
@@ -66,15 +67,17 @@ def test_sealing_an_ended_month_builds_its_month_cells_from_its_days(app, client
     store(app, records)
     assert stored_cells(app, "month") == {}
     with app.app_context():
-        assert rollups.seal(now=NEXT_MONTH) == len(cells_of(records, "month"))
+        assert rollups.seal(now=NEXT_MONTH) == len(cells_of(records, "month")) + len(cells_of(records, "tenant_month"))
     assert sealed_before(app) == NEXT_MONTH
     assert stored_cells(app, "month") == cells_of(records, "month")
+    assert stored_cells(app, "tenant_month") == cells_of(records, "tenant_month")
     with app.app_context():
         assert rollups.differences(MONTH) == []
         assert rollups.seal(now=NEXT_MONTH) == 0  # nothing left to seal
     late = random_records(seeded(73), TENANTS, 50, MONTH, NOW)  # into the sealed month: month cells too
     store(app, late)
     assert stored_cells(app, "month") == cells_of(records + late, "month")
+    assert stored_cells(app, "tenant_month") == cells_of(records + late, "tenant_month")
     with app.app_context():
         assert rollups.differences(MONTH) == []
     approximate_matches_exact(app, client, keys, records + late, [(None, None), (MONTH, NEXT_MONTH), (MONTH, None)])
@@ -95,6 +98,7 @@ def test_a_database_from_before_sealing_is_sealed_by_its_next_batch(app, client,
     store(app, more)  # its batch sees NULL, adds to every month's cells, then seals
     assert sealed_before(app) == MONTH
     assert stored_cells(app, "month") == cells_of(records + more, "month", hi=MONTH)
+    assert stored_cells(app, "tenant_month") == cells_of(records + more, "tenant_month", hi=MONTH)
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0, result.output
     approximate_matches_exact(app, client, keys, records + more, [(None, None), (MONTH, None)])

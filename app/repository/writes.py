@@ -8,6 +8,7 @@ from peewee import PostgresqlDatabase
 
 from ..db import EachRow, database, pipelined
 from ..models import LlmCall, utcnow
+from ..rollups import MONTH_GRAINS
 from ..budgets import alerts as budget_alerts
 from . import rollups
 from .arrays import array
@@ -64,7 +65,7 @@ def add_calls(rows):
     thresholds they cross fire, in the same transaction
     (app/budgets/alerts.py).
 
-    Month cells are written only for calls of sealed months, read in the
+    Month and tenant_month cells are written only for calls of sealed months, read in the
     same round trip (`rollups.sealing_statements`); after the first batch
     of a new month commits, it seals the month that ended (`rollups.seal`).
     """
@@ -81,7 +82,7 @@ def add_calls(rows):
             open_cells, costs = rollups.cells_of(stored, rollups.OPEN_GRAINS), budget_alerts.costs_of(stored)
         sealed_before = rollups.sealed_before_of(sealed_rows)
         late = [row for row in stored if row["timestamp"] < sealed_before]
-        cells = open_cells.joined(rollups.cells_of(late, ("month",))) if late else open_cells
+        cells = open_cells.joined(rollups.cells_of(late, MONTH_GRAINS)) if late else open_cells
         with pipelined(rollups.cell_writes(cells), binary=True) as cells_written:
             spent = budget_alerts.tally(costs, budgets)
             counter_writes = budget_alerts.counter_writes(spent)

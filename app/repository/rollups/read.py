@@ -4,8 +4,7 @@ from peewee import CTE, JOIN, SQL, Case, Select, fn
 from ... import retention, statistics
 from ...db import database, fetch_all
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import END_OF_TIME, METRICS, OPEN_MONTH, TENANT_MONTH, cover, following, starts_between
-from ...rollups import floor as rollup_floor
+from ...rollups import END_OF_TIME, KEPT, METRICS, OPEN_MONTH, TENANT_DAY, TENANT_MONTH, cover, following, starts_between
 from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
@@ -35,14 +34,13 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     merge; exact percentiles do not). The first level is the finest: each
     other level's key must follow from the first's (tenant, then everyone),
     as each of its sketches is merged from the first level's. Every number
-    but the percentiles is exact. At most eleven statements: the rollups'
+    but the percentiles is exact. At most eight statements: the rollups'
     state (and the pruned range), the days holding cells in months not
     sealed (when the windows reach them), the totals and the sketches of
-    the day and the month cells (whole months of percentiles by at most
-    tenant and status from TENANT_MONTH cells, for months not sealed too),
-    and the totals and values of the raw edges. Raw edges meeting pruned
-    calls: retention.BeforeHorizon, before
-    any but the first statement.
+    the day and the month cells (of the tenant grains where they serve:
+    `_grain`), and the totals and values of the raw edges. Raw edges
+    meeting pruned calls: retention.BeforeHorizon, before any but the first
+    statement.
     """
     needs_rebuild, sealed_before, first_month, last_month, pruned = _state_and_months()
     if needs_rebuild:
@@ -66,16 +64,11 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                 + [day for day in open_days if lo <= day < hi]]
 
     # (grain, starts) of the totals, and of the sketches: whole open months
-    # give their totals from day cells, and where TENANT_MONTH cells serve
-    # the percentiles (see _sketch_grain), their sketches from those.
-    day_starts, open_days_starts = starts("day"), starts(OPEN_MONTH)
-    month_starts = starts("month")
-    open_months = sorted({(i, rollup_floor(day, "month")) for i, day in open_days_starts})
-    month_sketch_grain = _sketch_grain("month", filters, sketch_names)
-    by_tenant = month_sketch_grain == TENANT_MONTH
-    plan = [("day", day_starts + open_days_starts, "day", day_starts + ([] if by_tenant else open_days_starts)),
-            ("month", month_starts, month_sketch_grain, month_starts),
-            (None, [], TENANT_MONTH, open_months if by_tenant else [])]
+    # are their days; answers by no more than tenant and status read the
+    # tenant grains (`_grain`).
+    day_starts, month_starts = starts("day") + starts(OPEN_MONTH), starts("month")
+    plan = [(_grain(grain, filters, key_names), grain_starts, _grain(grain, filters, sketch_names), grain_starts)
+            for grain, grain_starts in (("day", day_starts), ("month", month_starts))]
     raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
@@ -170,14 +163,14 @@ def _days_from(start):
     return [UsageRollup.cell_start.python_value(value) for (value,) in rows]
 
 
-def _sketch_grain(grain, filters, sketch_names):
-    """The grain whose cells' sketches serve `grain`'s: whole months of
-    sketches grouped and filtered by no more than tenant and status come
-    from TENANT_MONTH cells (one per tenant and status, not one per
-    operation, model and error class too)."""
-    if grain == "month" and {*filters, *sketch_names} <= {"tenant_id", "status"}:
-        return TENANT_MONTH
-    return grain
+def _grain(grain, filters, names):
+    """The grain whose cells serve `grain`'s (day or month) for a key of
+    `names` under `filters`: grouped and filtered by no more than tenant and
+    status, TENANT_DAY or TENANT_MONTH (one cell per tenant and status, not
+    one per operation, model and error class too: all tenants' percentiles
+    over 30 days at 1M calls read 1,500 sketches instead of about 40,000)."""
+    tenant_grain = {"day": TENANT_DAY, "month": TENANT_MONTH}[grain]
+    return tenant_grain if {*filters, *names} <= set(KEPT[tenant_grain]) else grain
 
 
 def _group_number(groups, level_groups, level_key):

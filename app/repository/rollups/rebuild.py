@@ -10,8 +10,8 @@ from peewee import PostgresqlDatabase, Select
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import (BEGINNING, CELL_GRAINS, END_OF_TIME, TENANT_MONTH, CellBuilder, CellNumbers, CellTable,
-                        following, merged)
+from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, TENANT_MONTH, CellBuilder,
+                        CellNumbers, CellTable, following, merged)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, lock_cells
@@ -78,8 +78,8 @@ def recomputed(month, horizon=None, sealed=True):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the cells of
-    each day, then the month's cells (of both month grains; of a month not
-    `sealed`, its tenant_month cells alone). Memory:
+    each day (DAY_GRAINS), then the month's cells (MONTH_GRAINS; a month not
+    `sealed` has none). Memory:
     one day's calls and the month's cells. The days before `horizon` (a UTC
     midnight: the retention horizon) are not yielded: their stored day cells
     are added to the month's cells instead of their pruned calls.
@@ -88,22 +88,21 @@ def recomputed(month, horizon=None, sealed=True):
     day, month_end = month, following(month, "month")
     if horizon is not None and horizon > month:
         day = min(horizon, month_end)
-        month_cells, month_sketches = months_of_stored_days(month, day)
+        if sealed:
+            month_cells, month_sketches = months_of_stored_days(month, day)
     while day < month_end:
         next_day = following(day, "day")
-        builder, month_builder = CellBuilder(("day",)), CellBuilder(("month", TENANT_MONTH))
+        builder, month_builder = CellBuilder(DAY_GRAINS), CellBuilder(MONTH_GRAINS if sealed else ())
         for row in _calls_between(day, next_day):
             builder.add(row)
             month_builder.add(row)
         sketches = builder.sketches()
-        yield ("day",), day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
+        yield DAY_GRAINS, day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
         for key, cell in month_builder.cells().items():
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
-    grains = ("month", TENANT_MONTH) if sealed else (TENANT_MONTH,)
-    yield (grains, month, month_end,
-           {key: (cell, month_sketches[key]) for key, cell in month_cells.items() if key[0] in grains})
+    yield MONTH_GRAINS, month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
 
 
 def months_of_stored_days(start, end):
@@ -111,7 +110,7 @@ def months_of_stored_days(start, end):
     cells that the stored day cells in [start, end), days of one month, add up to."""
     cells, parts = {}, []
     for (_, day, tenant, operation, model, status, error_class), (numbers, sketches) in _stored(
-            ("day",), start, end).items():
+            ("day",), start, end).items():  # tenant_month from day cells: before the horizon, as pruning left them
         month = rollup_floor(day, "month")
         day_cell = CellNumbers.of(*numbers)
         for key in (("month", month, tenant, operation, model, status, error_class),
@@ -143,14 +142,14 @@ def rebuild_month(month):
     """Replace the cells of `month` by cells recomputed from llm_call, in one
     transaction that keeps ingestion from changing them meanwhile (its
     writes wait), and prunes from recording a later horizon. Day cells
-    before the retention horizon are kept (`recomputed`). Returns the number
+    and tenant_day cells before the retention horizon are kept (`recomputed`). Returns the number
     of cells written."""
     with database.atomic():
         lock_cells()
         horizon = held_horizon()
         replaced = (UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
         if horizon is not None:
-            replaced &= (UsageRollup.grain != "day") | (UsageRollup.cell_start >= horizon)
+            replaced &= UsageRollup.grain.not_in(DAY_GRAINS) | (UsageRollup.cell_start >= horizon)
         UsageRollup.delete().where(replaced).execute()
         written = 0
         for _, _, _, cells in recomputed(month, horizon, month < sealed_before()):
@@ -169,12 +168,12 @@ def differences(month):
     with database.atomic(**snapshot):
         sealed = month < sealed_before()
         for grains, start, end, cells in recomputed(month, pruned().horizon, sealed):
-            stored = _stored(grains if "day" in grains else ("month", TENANT_MONTH), start, end)
+            stored = _stored(grains, start, end)
             for key in sorted(set(cells) | set(stored)):
                 if key not in stored:
                     found.append((key, "missing"))
                 elif key not in cells:
-                    found.append((key, "has no calls" if sealed or key[0] != "month" else
+                    found.append((key, "has no calls" if sealed or key[0] not in MONTH_GRAINS else
                                   "a month cell of a month not sealed"))
                 else:
                     cell, sketches = cells[key]

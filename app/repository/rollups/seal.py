@@ -11,14 +11,14 @@ from peewee import PostgresqlDatabase
 
 from ...db import database
 from ...models import UsageRollup, UsageRollupState, utcnow
-from ...rollups import END_OF_TIME, TENANT_MONTH, CellTable
+from ...rollups import DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, CellTable
 from ...rollups import floor as rollup_floor
 from .cells import insert_cells, lock_cells
 from .rebuild import months_of_stored_days, sealed_before, sealed_before_of_stored
 
-# The grains ingestion writes for every call; month cells only for calls
-# before sealed_before.
-OPEN_GRAINS = ("day", TENANT_MONTH)
+# The grains ingestion writes for every call; month and tenant_month cells
+# (MONTH_GRAINS) only for calls before sealed_before.
+OPEN_GRAINS = DAY_GRAINS
 
 
 def sealing_statements():
@@ -49,7 +49,7 @@ def seal_due(sealed_before, now=None):
 
 
 def seal(now=None):
-    """Seal every month that ended: build the month cells of the months from
+    """Seal every month that ended: build the month and tenant_month cells of the months from
     sealed_before to the current UTC month from their day cells, and move
     sealed_before there; when no month was sealed yet (NULL), delete the
     month cells of the current month and later ones instead (ingestion kept
@@ -67,7 +67,7 @@ def seal(now=None):
         stored = sealed_before()
         if not seal_due(stored, target):
             return 0
-        months = UsageRollup.grain == "month"
+        months = UsageRollup.grain.in_(MONTH_GRAINS)
         written = 0
         if stored == END_OF_TIME:
             UsageRollup.delete().where(months & (UsageRollup.cell_start >= target)).execute()
@@ -75,8 +75,7 @@ def seal(now=None):
             UsageRollup.delete().where(months & (UsageRollup.cell_start >= stored)
                                        & (UsageRollup.cell_start < target)).execute()
             cells, sketches = months_of_stored_days(stored, target)
-            month_cells = {key: cell for key, cell in cells.items() if key[0] == "month"}
-            insert_cells(CellTable.of(month_cells, {key: sketches[key] for key in month_cells}))
-            written = len(month_cells)
+            insert_cells(CellTable.of(cells, sketches))
+            written = len(cells)
         UsageRollupState.update(sealed_before=target).execute()
     return written

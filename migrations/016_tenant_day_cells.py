@@ -1,0 +1,59 @@
+"""usage_rollup cells of grain 'tenant_day'; tenant_month cells only for sealed months.
+
+A tenant_day cell holds a tenant's UTC day, one per status, keyed as
+tenant_month cells are (operation, model and error_class ''): answers by
+tenant read one sketch per tenant and day instead of one per (operation,
+model, error class) (app/rollups.py). Ingestion writes tenant_day cells
+where it wrote tenant_month ones, and a month's tenant_month cells are
+built with its month cells when it is sealed.
+
+Existing cells have no tenant_day cells beside them yet, and months not sealed
+have tenant_month cells: where any cell exists,
+`usage_rollup_state.needs_rebuild` is set, and percentiles=approximate
+answers 503 naming `flask --app wsgi rollups rebuild` until it has run
+(exact answers are unaffected).
+
+The grain column's CHECK lists the grains: PostgreSQL replaces it; SQLite
+cannot alter a constraint, so the table is rebuilt under its own name
+(SQLite's documented procedure: create, copy, drop, rename, re-index).
+`_replace_check` is 007's, copied rather than shared: a migration must keep
+doing what it did when it was written, whatever later code becomes.
+"""
+import peewee as pw
+
+OLD_CHECK = "grain IN ('day', 'month', 'tenant_month')"
+NEW_CHECK = "grain IN ('day', 'month', 'tenant_month', 'tenant_day')"
+
+
+def migrate(migrator, database, fake=False, **kwargs):
+    _replace_check(migrator, database, fake, OLD_CHECK, NEW_CHECK)
+    migrator.sql("UPDATE usage_rollup_state SET needs_rebuild = TRUE WHERE EXISTS (SELECT 1 FROM usage_rollup)")
+
+
+def rollback(migrator, database, fake=False, **kwargs):
+    """015's code reads tenant_month cells of months not sealed, which a rebuild makes again."""
+    migrator.sql("DELETE FROM usage_rollup WHERE grain = 'tenant_day'")
+    _replace_check(migrator, database, fake, NEW_CHECK, OLD_CHECK)
+    migrator.sql("UPDATE usage_rollup_state SET needs_rebuild = TRUE WHERE EXISTS (SELECT 1 FROM usage_rollup)")
+
+
+def _replace_check(migrator, database, fake, old, new):
+    """The CHECK on grain from (old) to (new)."""
+    if isinstance(database, pw.PostgresqlDatabase):
+        migrator.sql("ALTER TABLE usage_rollup DROP CONSTRAINT usage_rollup_grain_check,"
+                     f" ADD CONSTRAINT usage_rollup_grain_check CHECK ({new})")
+        return
+    if fake:  # peewee-migrate replays applied migrations with a mock database: nothing to read
+        return
+    table_sql, = database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'usage_rollup'").fetchone()
+    if old not in table_sql:
+        raise RuntimeError(f"usage_rollup has no CHECK ({old}): {table_sql}")
+    indexes = [row[0] for row in database.execute_sql(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'usage_rollup' AND sql IS NOT NULL")]
+    migrator.sql(table_sql.replace(old, new).replace('"usage_rollup"', '"usage_rollup_new"', 1))
+    migrator.sql("INSERT INTO usage_rollup_new SELECT * FROM usage_rollup")
+    migrator.sql("DROP TABLE usage_rollup")
+    migrator.sql("ALTER TABLE usage_rollup_new RENAME TO usage_rollup")
+    for index_sql in indexes:
+        migrator.sql(index_sql)
