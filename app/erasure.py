@@ -13,7 +13,9 @@ SQL is app/repository/erasure.py; the steps, in this order:
 2. Its calls, oldest first, in chunks (app/chunks.py): each its own short
    transaction, as `calls prune` does, so ingestion of other tenants waits
    at most a chunk on SQLite and never on PostgreSQL.
-3. Its rollup cells, in chunks too, a grain at a time.
+3. The model_day cells of its days, which hold every tenant's calls,
+   recomputed from the calls that remain (a day per transaction); then its
+   own rollup cells, in chunks too, a grain at a time.
 4. `remove_rest`, one transaction, waiting again for batches in flight: what a
    batch that passed its checks just before step 1 stored meanwhile
    (normally nothing), its budgets with their spend counters and alerts, its
@@ -38,6 +40,7 @@ from .db import database
 from .db.locks import wait_for_ingestion
 from .models import utcnow
 from .repository import erasure as stored
+from .repository import rollups
 
 # DELETE /v1/tenants/{tenant_id} erases a tenant of at most this many calls
 # before it answers (204): 100,000 took 6.3 s on SQLite and 2.8 s on
@@ -86,6 +89,7 @@ def complete(erasure, size=None, progress=None):
     there, resumable."""
     deleted = {"calls": chunks.delete_all(stored.calls_deleter(erasure.tenant_id).chunk, size, progress),
                "cells": 0}
+    rollups.rebuild_model_days(stored.days_of(erasure.tenant_id))
     for deleter in stored.cells_deleters(erasure.tenant_id):
         deleted["cells"] += chunks.delete_all(deleter.chunk, size, progress)
     with database.atomic():

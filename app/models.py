@@ -156,6 +156,8 @@ class UsageRollup(BaseModel):
     output_tokens_min = BigIntegerField()
     output_tokens_max = BigIntegerField()
     output_tokens_sketch = BlobField()
+    quarters = BlobField(default=b"")  # model_day cells' quarter hours (migration 016, app/quarters.py)
+    quarter_sketches = BlobField(default=b"")
     sketch_pieces = IntegerField(default=1)  # appended, not yet merged (migration 005)
 
     class Meta:

@@ -15,7 +15,10 @@ The rule and what answers then refuse: app/retention.py. A prune
    answers refused are ones that could still have been given;
 3. deletes the calls before the horizon, oldest first, in chunks
    (app/chunks.py), each its own short transaction: ingestion waits at most
-   a chunk on SQLite, and never on PostgreSQL. Cells are never deleted.
+   a chunk on SQLite, and never on PostgreSQL. Cells are kept, but the
+   model_day cells of the pruned days (a few per day, one statement): they
+   hold every tenant's calls, and an erasure could no longer recompute them
+   (app/repository/rollups/model_days.py).
 
 Interrupted, it leaves the horizon recorded and the calls before it
 partly deleted: answers over that range are refused either way, and the
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 from . import chunks
 from .models import utcnow
 from .repository import retention as stored
+from .repository import rollups
 from .retention import Pruned, horizon_for
 
 
@@ -58,4 +62,6 @@ def prune(plan, size=None, progress=None):
     """Delete the calls before the planned horizon (step 3); return how many.
     `size` and `progress` as for chunks.delete_all."""
     deleter = stored.calls_before_deleter(plan.pruned.horizon)
-    return chunks.delete_all(deleter.chunk, size, progress)
+    deleted = chunks.delete_all(deleter.chunk, size, progress)
+    rollups.delete_model_days_before(plan.pruned.horizon)
+    return deleted

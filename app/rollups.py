@@ -36,9 +36,14 @@ A window [start, end) is answered from the cells lying wholly inside it,
 the coarsest first (months only where sealed), and from raw llm_call rows for the edges that no whole
 UTC day covers (`cover`): at most a day at each end, whatever the history.
 So 30 days from now are 29 daily cells (or some days and a month) and two
-part-days of raw rows; a day in Asia/Kolkata (+05:30) or Europe/Berlin, which
-holds no whole UTC day, is raw rows alone, as with percentiles=exact; every
-number except the percentiles is then exactly what the raw rows give.
+part-days of raw rows. An answer grouped and filtered by no more than model
+and status takes those part-days from the quarter hours of MODEL_DAY cells
+instead (app/repository/rollups/quarter_parts.py), down to a UTC quarter
+hour: every zone's midnights and hours are whole quarters ("Any time
+zone" in docs/precision.md). Other answers over a day in Asia/Kolkata
+(+05:30) or Europe/Berlin, which holds no whole UTC day, read raw rows
+alone, as with percentiles=exact; every number except the percentiles is
+then exactly what the raw rows give.
 
 Cells lie in [BEGINNING, END_OF_TIME): December 9999 has no following month
 to end its cell, and nothing here steps past END_OF_TIME (`following` stops
@@ -55,7 +60,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import sketch
+from . import quarters, sketch
 
 GRAINS = ("day", "month")  # finest first
 # A tenant's month: one cell per (tenant, status), every operation, model and
@@ -67,15 +72,23 @@ TENANT_MONTH = "tenant_month"
 # answers grouped and filtered by no more than tenant and status, a day at
 # a time (one cell per tenant, not one per operation, model and error class).
 TENANT_DAY = "tenant_day"
-CELL_GRAINS = (*GRAINS, TENANT_MONTH, TENANT_DAY)
+# A UTC day of every tenant, one cell per (model, status), with the day's
+# quarter hours inside (app/quarters.py): answers grouped and filtered by
+# no more than model and status, in any zone.
+MODEL_DAY = "model_day"
+CELL_GRAINS = (*GRAINS, TENANT_MONTH, TENANT_DAY, MODEL_DAY)
 # The grains holding a day, and a month.
-DAY_GRAINS, MONTH_GRAINS = ("day", TENANT_DAY), ("month", TENANT_MONTH)
+DAY_GRAINS, MONTH_GRAINS = ("day", TENANT_DAY, MODEL_DAY), ("month", TENANT_MONTH)
 # Whole months not sealed, in a Cover: no month cells, their day cells instead.
 OPEN_MONTH = "open_month"
 METRICS = ("call_duration", "input_tokens", "output_tokens")
 KEY = ("tenant_id", "operation", "model", "status", "error_class")
 # The KEY columns each grain keeps (the others are stored as '').
-KEPT = {"day": KEY, "month": KEY, TENANT_MONTH: ("tenant_id", "status"), TENANT_DAY: ("tenant_id", "status")}
+KEPT = {"day": KEY, "month": KEY, TENANT_MONTH: ("tenant_id", "status"), TENANT_DAY: ("tenant_id", "status"),
+        MODEL_DAY: ("model", "status")}
+# The blobs of a cell: a sketch per metric, then its quarter hours (empty
+# but in model_day cells): the columns SKETCHES of usage_rollup.
+QUARTER_BLOBS = ("quarters", "quarter_sketches")
 # The open ends of a window, as instants aligned to every grain.
 BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)
@@ -239,7 +252,9 @@ class CellBuilder:
                   "status": row["status"], "error_class": row["error_class"] or ""}
         numbers = [keys.setdefault(tuple(values[name] if name in shape else "" for name in KEY), len(keys))
                    for shape, keys in self._shapes.items()]
-        self._calls += (*numbers, self._days.setdefault(floor(row["timestamp"], "day"), len(self._days)),
+        timestamp = row["timestamp"]
+        self._calls += (*numbers, self._days.setdefault(floor(timestamp, "day"), len(self._days)),
+                        quarters.quarter_of_day(timestamp),
                         row["cost_micro_usd"], row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         self._table = None
 
@@ -258,7 +273,7 @@ class CellBuilder:
 
     def _computed(self):
         shapes = list(self._shapes)
-        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 5)
+        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 6)
         day_column = len(shapes)
         days = list(self._days)  # by number, as dicts keep their order
         cell_keys, cell_of = [], []  # cell_of: per grain, the cell number of each call
@@ -272,8 +287,10 @@ class CellBuilder:
                                        return_inverse=True)
             cell_of.append(numbers.ravel() + len(cell_keys))
             cell_keys += [(grain, starts[code // len(keys)], *keys[code % len(keys)]) for code in codes.tolist()]
+        quartered = {} if MODEL_DAY not in self._grains else _quarter_blobs(
+            cell_of[self._grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, day_column + 2:])
         cell_of = np.concatenate(cell_of)
-        values = np.tile(calls[:, day_column + 1:], (len(self._grains), 1))  # cost, then METRICS
+        values = np.tile(calls[:, day_column + 2:], (len(self._grains), 1))  # cost, then METRICS
         # Every cell number has calls: sorted by cell, cell i's calls start at firsts[i].
         by_cell = np.argsort(cell_of, kind="stable")
         firsts = np.flatnonzero(np.r_[True, np.diff(cell_of[by_cell]) != 0])
@@ -289,22 +306,49 @@ class CellBuilder:
         encoded = sketches.encoded()
         order = sorted(range(len(cell_keys)), key=cell_keys.__getitem__)
         return CellTable([cell_keys[i] for i in order], [column[order].tolist() for column in numbers],
-                         [[encoded.get(i * len(METRICS) + m, b"") for i in order] for m in range(len(METRICS))])
+                         [[encoded.get(i * len(METRICS) + m, b"") for i in order] for m in range(len(METRICS))]
+                         + [[quartered.get(i, NO_QUARTERS)[b] for i in order] for b in range(len(QUARTER_BLOBS))])
+
+
+NO_QUARTERS = (b"", b"")
+
+
+def _quarter_blobs(cell_of, quarter, values):
+    """{cell number: (quarters, quarter_sketches)} of calls in cells
+    `cell_of`, at quarters of the day `quarter`, with `values` (cost, then
+    METRICS) (app/quarters.py)."""
+    sub = cell_of * quarters.QUARTERS_A_DAY + quarter
+    per_call = np.column_stack([np.ones(len(sub), dtype=np.int64), values[:, 0]]
+                               + [values[:, 1 + m] for m in range(len(METRICS)) for _ in range(3)])
+    subs, numbers = quarters.numbers_per_group(sub, per_call)
+    metric_values = values[:, 1:]
+    found = quarters.counted(np.repeat(sub, len(METRICS)), np.tile(np.arange(len(METRICS)), len(sub)),
+                             sketch.bin_of(metric_values.ravel()), np.ones(metric_values.size, dtype=np.int64))
+    pair_cells = found[0] // quarters.QUARTERS_A_DAY
+    blobs = {}
+    number_cells = subs // quarters.QUARTERS_A_DAY
+    for cell in np.unique(number_cells).tolist():
+        rows, entries = number_cells == cell, pair_cells == cell
+        blobs[cell] = (quarters.encoded_numbers(subs[rows] % quarters.QUARTERS_A_DAY, numbers[rows]),
+                       quarters.encoded_pairs(found[0][entries] % quarters.QUARTERS_A_DAY, found[1][entries],
+                                              found[2][entries], found[3][entries]))
+    return blobs
 
 
 def merged(*sketch_maps):
-    """{key: [a sketch per metric]} of several such maps, added key by key."""
-    index, groups, parts = {}, [], []
+    """{key: [a sketch per metric, then the QUARTER_BLOBS]} of several such
+    maps, added key by key."""
+    index, groups, parts, quarter_parts = {}, [], [], {}
     for sketch_map in sketch_maps:
-        for key, sketches in sketch_map.items():
+        for key, blobs in sketch_map.items():
             number = index.setdefault(key, len(index))
             groups += [number * len(METRICS) + i for i in range(len(METRICS))]
-            parts += sketches
+            parts += blobs[:len(METRICS)]
+            if any(blobs[len(METRICS):]):
+                quarter_parts.setdefault(key, []).append(blobs[len(METRICS):])
     sketches = sketch.SketchSet()
     sketches.add_sketches([groups], parts)
-    return _by_key(index, sketches.encoded())
-
-
-def _by_key(index, encoded):
+    encoded = sketches.encoded()
     return {key: [encoded.get(number * len(METRICS) + i, b"") for i in range(len(METRICS))]
+            + (quarters.merged(quarter_parts[key]) if key in quarter_parts else list(NO_QUARTERS))
             for key, number in index.items()}

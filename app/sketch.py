@@ -103,6 +103,15 @@ class SketchSet:
                 self._bins.append(bins)
                 self._counts.append(counts)
 
+    def add_pairs(self, groups, bins, counts):
+        """(bin, count) pairs of sketches, the i-th belonging to group number
+        groups[i]. A count may be negative, taking values out of a group that
+        holds them (the counts of each (group, bin) add up to zero or more)."""
+        if len(groups):
+            self._groups.append(np.asarray(groups, dtype=np.int64))
+            self._bins.append(np.asarray(bins, dtype=np.int64))
+            self._counts.append(np.asarray(counts, dtype=np.int64))
+
     def _merged(self):
         """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""
         merged = _added_up(*(np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)))
@@ -156,7 +165,7 @@ class SketchSet:
 
 def _added_up(groups, bins, counts):
     """(groups, bins, counts) sorted by group and bin, the counts of each
-    (group, bin) added into one entry."""
+    (group, bin) added into one entry, none of them zero."""
     codes = groups * len(LOWS) + bins
     if not len(codes):
         return groups, bins, counts
@@ -168,6 +177,8 @@ def _added_up(groups, bins, counts):
     else:
         codes, at = np.unique(codes, return_inverse=True)
         counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
+        if (counts == 0).any():  # all taken out again (`add_pairs`)
+            codes, counts = codes[counts != 0], counts[counts != 0]
     return codes // len(LOWS), codes % len(LOWS), counts
 
 

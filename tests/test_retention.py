@@ -265,7 +265,7 @@ def test_calls_prune_uses_retention_days_and_rollups_verify_checks_the_retained_
     assert f"Rollups match the calls from {horizon.isoformat()} (the retention horizon) on" in result.output
     result = runner.invoke(args=["rollups", "rebuild"])  # keeps the pruned days' cells
     assert result.exit_code == 0 and "their day cells were kept" in result.output, result.output
-    assert_cells_match(app, records)
+    assert_cells_match(app, records, horizon)
     assert runner.invoke(args=["rollups", "verify"]).exit_code == 0
     with app.app_context():  # a damaged day cell before the horizon: its month cells no longer match
         first_day = (UsageRollup.select(UsageRollup.id).where(UsageRollup.grain == "day")

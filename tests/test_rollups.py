@@ -23,6 +23,7 @@ from app.models import LlmCall, UsageRollup
 from app.records import CallRecordSchema, to_row
 from app.migrate import _router, upgrade
 from app.repository import rollups
+from app.repository.rollups.cells import KEY_COLUMNS, METRIC_SKETCHES, NUMBERS
 from app.repository.rollups.keep import COMPACT_AFTER
 from app.sketch import SketchSet
 from conftest import Keys, auth, build_app, gunicorn, roll_back_through
@@ -224,6 +225,10 @@ def expected_cells(records, grain):
             t = t.replace(day=1)
         if grain in ("tenant_month", "tenant_day"):
             key = (t, r["tenant_id"], "", "", r["status"], "")
+        elif grain == "model_day":
+            key = (t, "", "", r["model"], r["status"], "")
+        elif grain == "quarter":  # a model_day cell's quarter hour (its `quarters` records)
+            key = (t, r["model"], r["status"], r["timestamp"].hour * 4 + r["timestamp"].minute // 15)
         else:
             key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
         calls, cost, duration = cells.get(key, (0, 0, 0))
@@ -242,12 +247,34 @@ def stored_cells(app, grain):
         return {tuple(row[:6]): tuple(row[6:]) for row in query}
 
 
-def assert_cells_match(app, records):
+def assert_cells_match(app, records, horizon=None):
+    """The cells of every grain hold `records`; model_day cells only those
+    from the retention `horizon` on (pruning deletes the others)."""
+    kept = [r for r in records if horizon is None or r["timestamp"] >= horizon]
     for grain in ("day", "month", "tenant_month", "tenant_day"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
+    assert stored_cells(app, "model_day") == expected_cells(kept, "model_day")
+    assert stored_quarters(app) == expected_cells(kept, "quarter")
     with app.app_context():  # and no cell of another grain (hourly cells are gone since 007)
         assert {grain for (grain,) in UsageRollup.select(UsageRollup.grain).distinct().tuples()} <= {
-            "day", "month", "tenant_month", "tenant_day"}
+            "day", "month", "tenant_month", "tenant_day", "model_day"}
+
+
+def stored_quarters(app):
+    """{(day, model, status, quarter): (calls, cost, duration sum)} of the
+    model_day cells' `quarters`: records of a quarter and eleven numbers
+    (calls, cost, then sum, min, max per metric), int64 each, possibly
+    several pieces of one quarter."""
+    found = {}
+    with app.app_context():
+        for day, model, status, blob in (UsageRollup
+                                         .select(UsageRollup.cell_start, UsageRollup.model, UsageRollup.status,
+                                                 UsageRollup.quarters)
+                                         .where(UsageRollup.grain == "model_day").tuples()):
+            for quarter, calls, cost, duration, *_ in struct.iter_unpack("<12q", bytes(blob)):
+                before = found.get((day, model, status, quarter), (0, 0, 0))
+                found[day, model, status, quarter] = (before[0] + calls, before[1] + cost, before[2] + duration)
+    return found
 
 
 def test_duplicates_change_no_cell(app, stored):
@@ -269,14 +296,22 @@ def test_a_cell_written_by_many_batches_counts_each_call_once(app, runner, keys)
     for i, duration in enumerate(durations):  # one call a batch, all in one cell of each grain
         store(app, [record("t-a", moment + dt.timedelta(seconds=i), duration=duration)])
         with app.app_context():
-            cells = list(UsageRollup.select(UsageRollup.sketch_pieces, UsageRollup.call_duration_sketch))
-        assert len(cells) == 4  # day, month, tenant_month, tenant_day
+            cells = list(UsageRollup.select(UsageRollup.grain, UsageRollup.sketch_pieces,
+                                            UsageRollup.call_duration_sketch, UsageRollup.quarter_sketches))
+        assert len(cells) == 5  # day, month, tenant_month, tenant_day, model_day
         for cell in cells:  # 1, 2, ..., COMPACT_AFTER - 1, merged at the next: 1, 2, ...
             assert cell.sketch_pieces == 1 + i % (COMPACT_AFTER - 1)
             counted = Counter()
             for bin_number, count in struct.iter_unpack("<HH", bytes(cell.call_duration_sketch)):
                 counted[bin_number] += count
             assert counted == Counter(durations[:i + 1])
+            # model_day: the same per quarter hour, (quarter, metric, bin, count) entries; 10:07 is quarter 40
+            in_quarters = Counter()
+            for quarter, metric, bin_number, count in struct.iter_unpack("<BBHH", bytes(cell.quarter_sketches)):
+                assert quarter == 40
+                if metric == 0:
+                    in_quarters[bin_number] += count
+            assert in_quarters == (Counter(durations[:i + 1]) if cell.grain == "model_day" else Counter())
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0, result.output
 
@@ -304,7 +339,12 @@ def insert_bypassing_rollups(app, records, with_cells=False):
     with app.app_context(), database.atomic():
         LlmCall.insert_many(rows).execute()
         if with_cells:
-            rollups.add(rollups.cells_of(rows, ("day", "month", "tenant_month")))
+            table = rollups.cells_of(rows, ("day", "month", "tenant_month"))
+            columns = KEY_COLUMNS + NUMBERS + METRIC_SKETCHES  # no quarter hours before migration 016
+            for key, *values in zip(table.keys, *table.numbers, *table.sketches[:len(METRIC_SKETCHES)]):
+                database.execute_sql(
+                    f"INSERT INTO usage_rollup ({', '.join(columns)}) VALUES ({', '.join([database.param] * len(columns))})",
+                    [key[0], UsageRollup.cell_start.db_value(key[1]), *key[2:], *values])
 
 
 def test_rebuild_recomputes_cells_and_verify_tells(app, runner, keys, stored):
@@ -525,7 +565,7 @@ def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path
     upgrade_to_015_then_rebuild(app)
     assert_cells_answer(app, key, records, 19)
     with app.app_context():  # back to before 008, through every migration after it
-        database.execute_sql("DELETE FROM usage_rollup WHERE grain = 'tenant_day'")  # 016 would, rolled back
+        database.execute_sql("DELETE FROM usage_rollup WHERE grain IN ('tenant_day', 'model_day')")  # as 016's rollback
         pairs = sketch_pairs(app, "<HH")  # the cells as rebuilt
         roll_back_through(database.obj, "008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HQ") == pairs

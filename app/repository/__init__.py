@@ -70,7 +70,7 @@ class PeeweeUsageRepository:
     @statistics_transaction
     def tenant_usage(self, tenant_id, window, precision="exact"):
         """The statistics object of one tenant: one statement (four approximate)."""
-        if _approximate(precision, [window]):
+        if _approximate(precision, [window], ("tenant_id", "operation", "model")):
             cells, (percentiles,) = rollups.approximate(
                 {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)], (),
                 [lambda key: ()])
@@ -88,7 +88,7 @@ class PeeweeUsageRepository:
     def all_usage(self, window, precision="exact"):
         """(per-tenant statistics sorted by tenant_id, grand total): two
         statements (four approximate)."""
-        if _approximate(precision, [window]):
+        if _approximate(precision, [window], ("tenant_id", "operation", "model")):
             cells, (tenant_percentiles, total_percentiles) = rollups.approximate(
                 {}, ("tenant_id", "operation", "model"), [(window.start, window.end)], ("tenant_id",),
                 [lambda key: (key[1],), lambda key: ()])
@@ -107,7 +107,7 @@ class PeeweeUsageRepository:
 
         `filters`: {column name: [values]}, each meaning any of the values.
         """
-        if _approximate(precision, buckets):
+        if _approximate(precision, buckets, {*filters, *group_by}):
             cells, (percentiles,) = rollups.approximate(
                 filters, group_by, [(b.start, b.end) for b in buckets], group_by, [lambda key: key])
             per_bucket = [{} for _ in buckets]
@@ -140,11 +140,12 @@ class PeeweeUsageRepository:
         return calls_log.chunks(_in_window(window) & scans.matching(filters))
 
 
-def _approximate(precision, windows):
+def _approximate(precision, windows, names):
     """Whether to answer from rollups: `approximate` asked for, and cells in
-    some window. Without any, the exact path is the faster one, and its
-    percentiles are within any bound (`rollups.reads_cells`)."""
-    return precision == APPROXIMATE and rollups.reads_cells([(w.start, w.end) for w in windows])
+    some window for an answer keyed and filtered by `names`. Without any,
+    the exact path is the faster one, and its percentiles are within any
+    bound (`rollups.reads_cells`)."""
+    return precision == APPROXIMATE and rollups.reads_cells([(w.start, w.end) for w in windows], names)
 
 
 def _refuse_pruned(windows):

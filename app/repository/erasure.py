@@ -4,7 +4,7 @@ from peewee import SQL, Select, fn
 
 from ..db import database
 from ..models import ApiKey, Budget, LlmCall, Tenant, UsageRollup, WebhookDelivery, WebhookEndpoint, WebhookEvent
-from ..rollups import CELL_GRAINS
+from ..rollups import CELL_GRAINS, MODEL_DAY
 from ..webhooks.endpoints import fail_pending
 from . import spend
 from .deletes import KeysetDelete
@@ -55,10 +55,19 @@ def calls_deleter(tenant_id):
     return KeysetDelete(LlmCall, LlmCall.tenant == tenant_id, LlmCall.timestamp)
 
 
+def days_of(tenant_id):
+    """The UTC days holding the tenant's day cells, oldest first."""
+    query = (UsageRollup.select(UsageRollup.cell_start).distinct()
+             .where((UsageRollup.tenant_id == tenant_id) & (UsageRollup.grain == "day"))
+             .order_by(UsageRollup.cell_start).tuples())
+    return [UsageRollup.cell_start.python_value(start) for (start,) in query]
+
+
 def cells_deleters(tenant_id):
-    """A KeysetDelete of the tenant's cells per grain, by start (index (tenant_id, grain, cell_start))."""
+    """A KeysetDelete of the tenant's cells per grain, by start (index (tenant_id, grain, cell_start));
+    model_day cells hold no tenant's alone (`days_of`)."""
     return [KeysetDelete(UsageRollup, (UsageRollup.tenant_id == tenant_id) & (UsageRollup.grain == grain),
-                         UsageRollup.cell_start) for grain in CELL_GRAINS]
+                         UsageRollup.cell_start) for grain in CELL_GRAINS if grain != MODEL_DAY]
 
 
 def remove_rest(tenant_id):

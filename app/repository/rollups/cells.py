@@ -5,12 +5,13 @@ from peewee import PostgresqlDatabase, chunked
 
 from ...db import database, execute_many
 from ...models import UsageRollup
-from ...rollups import KEY, METRICS
+from ...rollups import KEY, METRICS, QUARTER_BLOBS
 from ..arrays import array
 
 
 NUMBERS = ["calls", "cost_micro_usd"] + [f"{m}_{s}" for m in METRICS for s in ("sum", "min", "max")]
-SKETCHES = [f"{m}_sketch" for m in METRICS]
+METRIC_SKETCHES = [f"{m}_sketch" for m in METRICS]
+SKETCHES = METRIC_SKETCHES + list(QUARTER_BLOBS)  # every blob column, in the order of CellTable.sketches
 KEY_COLUMNS = ["grain", "cell_start", *KEY]
 
 
@@ -61,7 +62,8 @@ def add_cells(table, sketches_from_pieces):
 
     One INSERT ... ON CONFLICT DO UPDATE: counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
-    pairs add up; app/sketch.py), so no cell is read first. PostgreSQL's
+    pairs add up; app/sketch.py), as do a model_day cell's quarter hours
+    (app/quarters.py), so no cell is read first. PostgreSQL's
     upsert locks each cell it inserts or updates until COMMIT, taking them in
     the rows' order: concurrent batches wait for each other's cells instead
     of losing an addition or deadlocking.
@@ -76,6 +78,7 @@ def add_cells(table, sketches_from_pieces):
         assignments += [f"{metric}_min = {least}(usage_rollup.{metric}_min, excluded.{metric}_min)",
                         f"{metric}_max = {greatest}(usage_rollup.{metric}_max, excluded.{metric}_max)",
                         f"{metric}_sketch = {_concatenated(f'usage_rollup.{metric}_sketch', f'excluded.{metric}_sketch')}"]
+    assignments += [f"{name} = {_concatenated(f'usage_rollup.{name}', f'excluded.{name}')}" for name in QUARTER_BLOBS]
     assignments += [f"{name} = usage_rollup.{name} + excluded.{name}" for name in added]
     assignments.append("sketch_pieces = usage_rollup.sketch_pieces + 1")
     wanted = [f"CASE WHEN usage_rollup.sketch_pieces >= {int(sketches_from_pieces)} THEN usage_rollup.{name} END"

@@ -1,16 +1,19 @@
 """Reading windows from cells, and from raw calls for their edges: `approximate`."""
+import numpy as np
 from peewee import CTE, JOIN, SQL, Case, Select, fn
 
 from ... import retention, statistics
 from ...db import database, fetch_all
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import END_OF_TIME, KEPT, METRICS, OPEN_MONTH, TENANT_DAY, TENANT_MONTH, cover, following, starts_between
+from ...rollups import (BEGINNING, END_OF_TIME, KEPT, METRICS, MODEL_DAY, OPEN_MONTH, TENANT_DAY, TENANT_MONTH, cover,
+                        following, starts_between)
 from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
 from ..retention import pruned_columns, pruned_of
 from ..scans import Scan, literals, values_list
-from .cells import SKETCHES
+from . import quarter_parts
+from .cells import METRIC_SKETCHES
 from .rebuild import sealed_before_of_stored
 
 
@@ -46,7 +49,12 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     if needs_rebuild:
         raise RollupsNotBuilt()
     covers = [cover(start, end, sealed_before) for start, end in windows]
-    retention.refuse_pruned(pruned, [edge for c in covers for edge in c.raw])
+    raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
+    by_model = quarter_parts.serves({*filters, *key_names, *sketch_names})
+    parts = []
+    if by_model:  # the edges' whole quarter hours from model_day cells
+        raw_ranges, parts = quarter_parts.split(raw_ranges, pruned.horizon)
+    retention.refuse_pruned(pruned, [(lo, hi) for _, lo, hi in raw_ranges])
     cell_ranges = [(i, grain, max(lo, first_month) if grain == "month" else lo,
                     min(hi, following(last_month, "month")) if grain == "month" else hi)
                    for i, c in enumerate(covers) for grain, lo, hi in c.cells
@@ -66,22 +74,28 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     # (grain, starts) of the totals, and of the sketches: whole open months
     # are their days; answers by no more than tenant and status read the
     # tenant grains (`_grain`).
+    # Answers by no more than model and status read whole days from
+    # model_day cells too, but where pruned (deleted with their calls).
     day_starts, month_starts = starts("day") + starts(OPEN_MONTH), starts("month")
+    model_days = [(i, day) for i, day in day_starts
+                  if by_model and (pruned.horizon is None or day >= pruned.horizon)]
+    if model_days:
+        day_starts = [(i, day) for i, day in day_starts if pruned.horizon is not None and day < pruned.horizon]
     plan = [(_grain(grain, filters, key_names), grain_starts, _grain(grain, filters, sketch_names), grain_starts)
-            for grain, grain_starts in (("day", day_starts), ("month", month_starts))]
-    raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
+            for grain, grain_starts in (("day", day_starts), ("month", month_starts), (MODEL_DAY, model_days))]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
+
+    def number_of(key):
+        """The sketch group of a (window index, *sketch key) at the first level."""
+        finest = levels[0](key)
+        examples.setdefault(finest, key)
+        return _group_number(groups, groups[0], finest)
 
     def add_to_sketches(rows, width, add):
         """Rows of (key of `width` columns, a value or sketch per metric) to
         the sketch group of their key at the first level."""
-        numbers = []
-        for row in rows:
-            key = tuple(row[:width])
-            finest = levels[0](key)
-            examples.setdefault(finest, key)
-            numbers.append(_group_number(groups, groups[0], finest))
+        numbers = [number_of(tuple(row[:width])) for row in rows]
         for m in range(len(METRICS)):
             add([[number * len(METRICS) + m for number in numbers]], [row[width + m] for row in rows])
 
@@ -97,6 +111,9 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                     and (sketch_grain, tuple(sketch_names)) == (grain, tuple(key_names)))
             sketch_source = source if same else _CellSource(filters, sketch_names, sketch_grain, sketch_starts)
             add_to_sketches(fetch_all(sketch_source.sketches()), sketch_source.width, sketches.add_sketches)
+    if parts:
+        _add_quarter_parts(quarter_parts.Parts(filters, key_names, sketch_names, parts), len(key_names), cells,
+                           sketches, number_of)
     if raw_ranges:
         def edges(names):
             return Scan(scans.matching(filters), tuple(COLUMNS[name] for name in names), ranges=raw_ranges)
@@ -119,14 +136,34 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     return cells, percentiles
 
 
-def reads_cells(windows):
-    """Whether any of `windows` [(start, end)] holds a whole cell. One that
-    holds no whole UTC day (an hourly series, a day in Europe/Berlin) is raw
-    rows alone: `approximate` would put each of its values in a sketch, where
-    the exact path reads them once and lets the database rank them (an
-    hourly series of one tenant over 90 days at 1M calls: 281 against 97 ms
-    on PostgreSQL)."""
+def reads_cells(windows, names):
+    """Whether any of `windows` [(start, end)] holds a whole cell for an
+    answer keyed and filtered by `names`: a whole UTC day, or for
+    model_day cells a whole UTC quarter hour. One that holds none (an hourly
+    series of one tenant, a day of it in Europe/Berlin) is raw rows alone:
+    `approximate` would put each of its values in a sketch, where the exact
+    path reads them once and lets the database rank them (an hourly series
+    of one tenant over 90 days at 1M calls: 281 against 97 ms on PostgreSQL)."""
+    if quarter_parts.serves(names):
+        return any(quarter_parts.split([(0, start or BEGINNING, end or END_OF_TIME)], None)[1]
+                   for start, end in windows)
     return any(cover(start, end).cells for start, end in windows)
+
+
+def _add_quarter_parts(found, width, cells, sketches, number_of):
+    """The totals and sketch pieces of quarter_parts.Parts `found` into
+    `cells` and `sketches` (keys of `width` columns after the window index;
+    `number_of` gives a sketch key's group)."""
+    for key, cell in scans.cells_of_rows(found.totals, 1 + width).items():
+        cells.setdefault(key, statistics.Cell()).add(cell)
+    numbers = np.array([number_of(key) for key in found.sketch_keys], dtype=np.int64)
+    if found.day_sketches:
+        owners = [number for number, _ in found.day_sketches]
+        sketches.add_sketches([[numbers[owner] * len(METRICS) + m for owner in owners for m in range(len(METRICS))]],
+                              [blob for _, blobs in found.day_sketches for blob in blobs])
+    if found.pairs is not None:
+        key_numbers, metric_numbers, bins, counts = found.pairs
+        sketches.add_pairs(numbers[key_numbers] * len(METRICS) + metric_numbers, bins, counts)
 
 
 def _state_and_months():
@@ -164,13 +201,14 @@ def _days_from(start):
 
 
 def _grain(grain, filters, names):
-    """The grain whose cells serve `grain`'s (day or month) for a key of
-    `names` under `filters`: grouped and filtered by no more than tenant and
-    status, TENANT_DAY or TENANT_MONTH (one cell per tenant and status, not
-    one per operation, model and error class too: all tenants' percentiles
-    over 30 days at 1M calls read 1,500 sketches instead of about 40,000)."""
-    tenant_grain = {"day": TENANT_DAY, "month": TENANT_MONTH}[grain]
-    return tenant_grain if {*filters, *names} <= set(KEPT[tenant_grain]) else grain
+    """The grain whose cells serve `grain`'s (day or month; MODEL_DAY is
+    its own) for a key of `names` under `filters`: grouped and filtered by
+    no more than tenant and status, TENANT_DAY or TENANT_MONTH (one cell per
+    tenant and status, not one per operation, model and error class too:
+    all tenants' percentiles over 30 days at 1M calls read 1,500 sketches
+    instead of about 40,000)."""
+    tenant_grain = {"day": TENANT_DAY, "month": TENANT_MONTH}.get(grain)
+    return tenant_grain if tenant_grain and {*filters, *names} <= set(KEPT[tenant_grain]) else grain
 
 
 def _group_number(groups, level_groups, level_key):
@@ -245,7 +283,7 @@ class _CellSource:
 
     def sketches(self):
         """One row per ok cell: (window index, *key, three sketches)."""
-        columns = [getattr(UsageRollup, name) for name in SKETCHES]
+        columns = [getattr(UsageRollup, name) for name in METRIC_SKETCHES]
         return self._select(columns, self.where & (UsageRollup.status == "ok"))
 
 

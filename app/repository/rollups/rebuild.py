@@ -10,11 +10,15 @@ from peewee import PostgresqlDatabase, Select
 
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, TENANT_MONTH, CellBuilder,
-                        CellNumbers, CellTable, following, merged)
+from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, TENANT_DAY, TENANT_MONTH,
+                        CellBuilder, CellNumbers, CellTable, following, merged)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, lock_cells
+
+# The cells of days before the retention horizon, kept when their calls are
+# pruned: the model_day ones go with their calls (model_days.py).
+PRUNED_DAY_GRAINS = ("day", TENANT_DAY)
 
 
 def mark_rebuilt():
@@ -93,7 +97,7 @@ def recomputed(month, horizon=None, sealed=True):
     while day < month_end:
         next_day = following(day, "day")
         builder, month_builder = CellBuilder(DAY_GRAINS), CellBuilder(MONTH_GRAINS if sealed else ())
-        for row in _calls_between(day, next_day):
+        for row in calls_between(day, next_day):
             builder.add(row)
             month_builder.add(row)
         sketches = builder.sketches()
@@ -128,7 +132,7 @@ CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model"
                "output_tokens": LlmCall.output_tokens}
 
 
-def _calls_between(start, end):
+def calls_between(start, end):
     """llm_call rows (dicts of the fields cells need) with start <= timestamp < end."""
     query = (LlmCall
              .select(*CALL_FIELDS.values())
@@ -149,7 +153,7 @@ def rebuild_month(month):
         horizon = held_horizon()
         replaced = (UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
         if horizon is not None:
-            replaced &= UsageRollup.grain.not_in(DAY_GRAINS) | (UsageRollup.cell_start >= horizon)
+            replaced &= UsageRollup.grain.not_in(PRUNED_DAY_GRAINS) | (UsageRollup.cell_start >= horizon)
         UsageRollup.delete().where(replaced).execute()
         written = 0
         for _, _, _, cells in recomputed(month, horizon, month < sealed_before()):

@@ -1,13 +1,18 @@
-"""usage_rollup cells of grain 'tenant_day'; tenant_month cells only for sealed months.
+"""usage_rollup cells of grains 'tenant_day' and 'model_day'; tenant_month cells only for sealed months.
 
 A tenant_day cell holds a tenant's UTC day, one per status, keyed as
 tenant_month cells are (operation, model and error_class ''): answers by
 tenant read one sketch per tenant and day instead of one per (operation,
-model, error class) (app/rollups.py). Ingestion writes tenant_day cells
-where it wrote tenant_month ones, and a month's tenant_month cells are
-built with its month cells when it is sealed.
+model, error class). Ingestion writes tenant_day cells where it wrote
+tenant_month ones, and a month's tenant_month cells are built with its
+month cells when it is sealed.
 
-Existing cells have no tenant_day cells beside them yet, and months not sealed
+A model_day cell holds a UTC day of every tenant, one per (model,
+status), and in two new columns, `quarters` and `quarter_sketches`, the
+same calls per UTC quarter hour (app/quarters.py): series in any zone are
+whole days and quarters. The columns are empty ('') in other cells.
+
+Existing cells have no tenant_day and model_day cells beside them yet, and months not sealed
 have tenant_month cells: where any cell exists,
 `usage_rollup_state.needs_rebuild` is set, and percentiles=approximate
 answers 503 naming `flask --app wsgi rollups rebuild` until it has run
@@ -22,18 +27,26 @@ doing what it did when it was written, whatever later code becomes.
 import peewee as pw
 
 OLD_CHECK = "grain IN ('day', 'month', 'tenant_month')"
-NEW_CHECK = "grain IN ('day', 'month', 'tenant_month', 'tenant_day')"
+NEW_CHECK = "grain IN ('day', 'month', 'tenant_month', 'tenant_day', 'model_day')"
+QUARTER_BLOBS = ("quarters", "quarter_sketches")
 
 
 def migrate(migrator, database, fake=False, **kwargs):
     _replace_check(migrator, database, fake, OLD_CHECK, NEW_CHECK)
+    empty = "''::bytea" if isinstance(database, pw.PostgresqlDatabase) else "x''"
+    blob = "BYTEA" if isinstance(database, pw.PostgresqlDatabase) else "BLOB"
+    for name in QUARTER_BLOBS:
+        migrator.sql(f"ALTER TABLE usage_rollup ADD COLUMN {name} {blob} NOT NULL DEFAULT {empty}")
     migrator.sql("UPDATE usage_rollup_state SET needs_rebuild = TRUE WHERE EXISTS (SELECT 1 FROM usage_rollup)")
 
 
 def rollback(migrator, database, fake=False, **kwargs):
     """015's code reads tenant_month cells of months not sealed, which a rebuild makes again."""
-    migrator.sql("DELETE FROM usage_rollup WHERE grain = 'tenant_day'")
+    migrator.sql("DELETE FROM usage_rollup WHERE grain IN ('tenant_day', 'model_day')")
+    # Before dropping the columns: on SQLite it reads the table's schema now, and its statements run in order.
     _replace_check(migrator, database, fake, NEW_CHECK, OLD_CHECK)
+    for name in QUARTER_BLOBS:
+        migrator.sql(f"ALTER TABLE usage_rollup DROP COLUMN {name}")
     migrator.sql("UPDATE usage_rollup_state SET needs_rebuild = TRUE WHERE EXISTS (SELECT 1 FROM usage_rollup)")
 
 

@@ -1,0 +1,186 @@
+"""Parts of UTC days read from the quarter hours of model_day cells (app/quarters.py).
+
+Where an answer is grouped and filtered by no more than model and status,
+`approximate` (read.py) takes the edges that no whole UTC day covers from
+these instead of raw calls, down to the quarter hour: a bucket of a series
+in any zone (every local midnight and hour is a UTC quarter hour) is whole
+days and quarters, with raw calls only for what is finer (a window's ends
+that are not on a quarter hour).
+
+The numbers of a part are its quarters' records added up (minima and
+maxima kept: exact). Its sketches are its quarters' pairs added up, or,
+when it holds more than half of its day, the day's sketch with the pairs
+of the quarters outside it subtracted (bin counts subtract exactly): a
+local day is then one day sketch and at most 48 quarters' pairs, wherever
+its midnight falls. Minima and maxima never subtract, and never need to.
+"""
+import datetime as dt
+
+import numpy as np
+from peewee import SQL
+
+from ... import quarters
+from ...db import database
+from ...models import UsageRollup
+from ...rollups import END_OF_TIME, KEPT, METRICS, MODEL_DAY, following
+from ...rollups import floor as rollup_floor
+from ..scans import literals
+from .cells import METRIC_SKETCHES
+
+QUARTER = dt.timedelta(minutes=15)
+HALF_DAY = quarters.QUARTERS_A_DAY // 2
+# Totals rows (scans.cells_of_rows): calls, failed, ok calls, ok cost, then
+# per metric sum, minimum, maximum.
+TOTALS_MINIMA = [5 + 3 * m for m in range(len(METRICS))]
+TOTALS_MAXIMA = [6 + 3 * m for m in range(len(METRICS))]
+
+
+def serves(names):
+    """Whether model_day cells can answer a key and filters of `names` (column names)."""
+    return set(names) <= set(KEPT[MODEL_DAY])
+
+
+def split(raw_ranges, horizon):
+    """(raw ranges left, parts): each raw range (window index, lo, hi) gives
+    its whole UTC quarter hours from the retention horizon on (model_day
+    cells of pruned days are deleted with their calls) as parts (window
+    index, day, first quarter, end quarter) within one UTC day each; what
+    remains stays raw."""
+    raw, parts = [], []
+    for i, lo, hi in raw_ranges:
+        first = _ceil(lo if horizon is None else max(lo, horizon))
+        end = min(_floor(hi), END_OF_TIME)
+        if first >= end:
+            raw.append((i, lo, hi))
+            continue
+        raw += [(i, a, b) for a, b in ((lo, first), (end, hi)) if a < b]
+        day = rollup_floor(first, "day")
+        while day < end:  # a raw range spans two UTC days at most
+            next_day = following(day, "day")
+            a, b = max(first, day), min(end, next_day)
+            parts.append((i, day, (a - day) // QUARTER, (b - day) // QUARTER))
+            day = next_day
+    return raw, parts
+
+
+def _floor(moment):
+    return moment.replace(minute=moment.minute - moment.minute % 15, second=0, microsecond=0)
+
+
+def _ceil(moment):
+    start = _floor(moment)
+    return start if start == moment else start + QUARTER
+
+
+class Parts:
+    """The numbers and sketch pieces of `parts` (of disjoint windows) for a
+    key of `key_names` and sketches keyed by `sketch_names`, under `filters`
+    ({column: [values]}): one statement, the model_day cells of their days.
+
+    `totals`: rows as scans.cells_of_rows reads them, keyed (window index,
+    *key). `sketch_keys`: the (window index, *sketch key) of the pieces;
+    `day_sketches`: [(sketch key number, [a sketch per metric])];
+    `pairs`: (sketch key numbers, metric numbers, bins, counts), the counts
+    negative where subtracted."""
+
+    def __init__(self, filters, key_names, sketch_names, parts):
+        days = sorted({day for _, day, _, _ in parts})
+        day_number = {day: d for d, day in enumerate(days)}
+        # The window of each (day, quarter) in a part, and of each day's
+        # part holding more than half of it (at most one: windows are disjoint).
+        owner = np.full((len(days), quarters.QUARTERS_A_DAY), -1, dtype=np.int64)
+        big = np.full(len(days), -1, dtype=np.int64)
+        for i, day, first, end in parts:
+            owner[day_number[day], first:end] = i
+            if end - first > HALF_DAY:
+                big[day_number[day]] = i
+        rows = self._rows(filters, days)
+        self.totals = self._totals(rows, day_number, owner, key_names)
+        self.sketch_keys, self.day_sketches, self.pairs = [], [], None
+        self._sketches([row for row in rows if row[2] == "ok"], day_number, owner, big, sketch_names)
+
+    @staticmethod
+    def _rows(filters, days):
+        columns = [UsageRollup.cell_start, UsageRollup.model, UsageRollup.status,
+                   *(getattr(UsageRollup, name) for name in METRIC_SKETCHES),
+                   UsageRollup.quarters, UsageRollup.quarter_sketches]
+        where = (UsageRollup.grain == MODEL_DAY) & UsageRollup.cell_start.in_(SQL(literals(days)))
+        for name, values in filters.items():
+            where &= getattr(UsageRollup, name).in_(values)
+        query = UsageRollup.select(*columns).where(where).tuples()
+        return [(UsageRollup.cell_start.python_value(row[0]), *row[1:]) for row in query] if days else []
+
+    @staticmethod
+    def _key(row, names):
+        values = {"model": row[1], "status": row[2]}
+        return tuple(values[name] for name in names)
+
+    def _totals(self, rows, day_number, owner, key_names):
+        keys, codes, numbers = {}, [], []
+        for row in rows:
+            found, values = quarters.records(bytes(row[-2]))
+            windows = owner[day_number[row[0]], found]
+            kept = windows >= 0
+            key = keys.setdefault(self._key(row, key_names), len(keys))
+            codes.append(windows[kept])
+            numbers.append(_as_totals(values[kept], row[2] == "ok", row[2] == "error", key))
+        if not codes:
+            return []
+        codes, numbers = np.concatenate(codes), np.concatenate(numbers)
+        # Group by (window, key): columns 0..3 add, then sum, min, max per metric.
+        groups = codes * len(keys) + numbers[:, -1]
+        groups_found, merged = quarters.numbers_per_group(groups, numbers[:, :-1], TOTALS_MINIMA, TOTALS_MAXIMA)
+        key_of = list(keys)
+        rows_out = []
+        for group, values in zip(groups_found.tolist(), merged.tolist()):
+            calls, failed, ok_calls, cost, *metrics = values
+            row = [group // len(keys), *key_of[group % len(keys)], calls, failed, ok_calls, cost]
+            for m in range(len(METRICS)):
+                total, low, high = metrics[3 * m: 3 * m + 3]
+                row += [total, low, high] if ok_calls else [None, None, None]
+            rows_out.append(row)
+        return rows_out
+
+    def _sketches(self, rows, day_number, owner, big, sketch_names):
+        keys = {}
+        key_numbers, metric_numbers, bins, counts = [], [], [], []
+        for row in rows:
+            d = day_number[row[0]]
+            name = self._key(row, sketch_names)
+            if big[d] >= 0:  # the day's sketch, for the part holding most of it
+                number = keys.setdefault((int(big[d]), *name), len(keys))
+                self.day_sketches.append((number, [bytes(s) for s in row[3:3 + len(METRICS)]]))
+            found = quarters.pairs(bytes(row[-1]))
+            windows = owner[d, found["quarter"]]
+            # + the pairs of quarters in a small part; - those outside the big part.
+            for target, sign in ((np.where(windows != big[d], windows, -1), 1),
+                                 (np.where(windows != big[d], big[d], -1), -1)):
+                kept = target >= 0
+                if not kept.any():
+                    continue
+                numbers = [keys.setdefault((w, *name), len(keys)) for w in target[kept].tolist()]
+                key_numbers.append(np.asarray(numbers, dtype=np.int64))
+                metric_numbers.append(found["metric"][kept].astype(np.int64))
+                bins.append(found["bin"][kept].astype(np.int64))
+                counts.append(sign * found["count"][kept].astype(np.int64))
+        self.sketch_keys = list(keys)
+        if key_numbers:
+            self.pairs = tuple(np.concatenate(parts) for parts in (key_numbers, metric_numbers, bins, counts))
+
+
+def _as_totals(values, ok, error, key):
+    """Per record: calls, failed, ok calls, ok cost, then per metric its sum,
+    minimum and maximum over ok calls (neutral where none), then the key number."""
+    calls = values[:, 0]
+    out = np.zeros((len(values), 4 + 3 * len(METRICS) + 1), dtype=np.int64)
+    out[:, 0] = calls
+    out[:, 1] = calls if error else 0
+    if ok:
+        out[:, 2], out[:, 3] = calls, values[:, 1]
+        out[:, 4:4 + 3 * len(METRICS)] = values[:, 2:2 + 3 * len(METRICS)]
+    else:
+        out[:, TOTALS_MINIMA] = np.iinfo(np.int64).max  # minima of nothing
+        out[:, TOTALS_MAXIMA] = -1  # maxima of nothing
+    out[:, -1] = key
+    return out
+
