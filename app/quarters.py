@@ -5,7 +5,8 @@ its numbers and sketches are the day's, like any cell's, and two more
 columns hold the same calls per quarter hour of the day (0 to 95):
 
 - `quarters`: records of QUARTER_NUMBERS, a quarter and the cell's eleven
-  numbers for it (calls, cost, then per metric its sum, minimum, maximum);
+  numbers for it (calls, cost, then per metric its sum, minimum, maximum;
+  61 bytes, where int64 throughout took 96);
 - `quarter_sketches`: QUARTER_PAIRS, (quarter, metric, bin, count): each
   quarter's sketches (app/sketch.py), its pairs tagged with the quarter and
   the metric.
@@ -28,22 +29,22 @@ from . import sketch
 
 QUARTERS_A_DAY = 96
 NUMBERS = 11  # CellNumbers.numbers(): calls, cost, then each metric's sum, minimum, maximum
-QUARTER_NUMBERS = np.dtype([("quarter", "<i8"), ("numbers", "<i8", (NUMBERS,))])
+# 61 bytes, packed: a metric's minimum and maximum are 32-bit (app/records.py MAX_INT).
+QUARTER_NUMBERS = np.dtype([("quarter", "u1"), ("calls", "<u4"), ("cost", "<i8"), ("sum", "<i8", (3,)),
+                            ("min", "<u4", (3,)), ("max", "<u4", (3,))])
 QUARTER_PAIRS = np.dtype([("quarter", "u1"), ("metric", "u1"), ("bin", "<u2"), ("count", "<u2")])
 # Which of the numbers are added, and which are minima and maxima.
 MINIMA = [3, 6, 9]
 MAXIMA = [4, 7, 10]
 
 
-def quarter_of_day(moment):
-    """0 to 95: the UTC quarter hour of the day holding `moment` (aware, UTC)."""
-    return moment.hour * 4 + moment.minute // 15
-
-
 def records(blob):
-    """(quarters, numbers [n x NUMBERS]) of a `quarters` value."""
+    """(quarters, numbers [n x NUMBERS], int64) of a `quarters` value."""
     decoded = np.frombuffer(blob, dtype=QUARTER_NUMBERS)
-    return decoded["quarter"], decoded["numbers"]
+    numbers = np.empty((len(decoded), NUMBERS), dtype=np.int64)
+    numbers[:, 0], numbers[:, 1] = decoded["calls"], decoded["cost"]
+    numbers[:, 2::3], numbers[:, 3::3], numbers[:, 4::3] = decoded["sum"], decoded["min"], decoded["max"]
+    return decoded["quarter"].astype(np.int64), numbers
 
 
 def pairs(blob):
@@ -68,7 +69,8 @@ def numbers_per_group(groups, numbers, minima=MINIMA, maxima=MAXIMA):
 def encoded_numbers(quarters, numbers):
     """The `quarters` value of records (one per quarter, in order)."""
     out = np.empty(len(quarters), dtype=QUARTER_NUMBERS)
-    out["quarter"], out["numbers"] = quarters, numbers
+    out["quarter"], out["calls"], out["cost"] = quarters, numbers[:, 0], numbers[:, 1]
+    out["sum"], out["min"], out["max"] = numbers[:, 2::3], numbers[:, 3::3], numbers[:, 4::3]
     return out.tobytes()
 
 

@@ -10,7 +10,11 @@ month cells when it is sealed.
 A model_day cell holds a UTC day of every tenant, one per (model,
 status), and in two new columns, `quarters` and `quarter_sketches`, the
 same calls per UTC quarter hour (app/quarters.py): series in any zone are
-whole days and quarters. The columns are empty ('') in other cells.
+whole days and quarters. The columns are empty ('') in other cells. On
+PostgreSQL they are stored out of line uncompressed (STORAGE EXTERNAL):
+every batch that adds to a model_day cell rewrites its values (tens of kB),
+and compressing them each time doubled a backfill batch's time (85 against
+46 ms without model_day cells; 51 ms uncompressed).
 
 Existing cells have no tenant_day and model_day cells beside them yet, and months not sealed
 have tenant_month cells: where any cell exists,
@@ -37,6 +41,8 @@ def migrate(migrator, database, fake=False, **kwargs):
     blob = "BYTEA" if isinstance(database, pw.PostgresqlDatabase) else "BLOB"
     for name in QUARTER_BLOBS:
         migrator.sql(f"ALTER TABLE usage_rollup ADD COLUMN {name} {blob} NOT NULL DEFAULT {empty}")
+        if isinstance(database, pw.PostgresqlDatabase):  # see the docstring
+            migrator.sql(f"ALTER TABLE usage_rollup ALTER COLUMN {name} SET STORAGE EXTERNAL")
     migrator.sql("UPDATE usage_rollup_state SET needs_rebuild = TRUE WHERE EXISTS (SELECT 1 FROM usage_rollup)")
 
 

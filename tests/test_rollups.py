@@ -262,16 +262,17 @@ def assert_cells_match(app, records, horizon=None):
 
 def stored_quarters(app):
     """{(day, model, status, quarter): (calls, cost, duration sum)} of the
-    model_day cells' `quarters`: records of a quarter and eleven numbers
-    (calls, cost, then sum, min, max per metric), int64 each, possibly
-    several pieces of one quarter."""
+    model_day cells' `quarters`: packed records of a quarter (uint8), calls
+    (uint32), cost (int64), each metric's sum (int64), then each metric's
+    minimum and each one's maximum (uint32); several pieces of one quarter
+    possibly."""
     found = {}
     with app.app_context():
         for day, model, status, blob in (UsageRollup
                                          .select(UsageRollup.cell_start, UsageRollup.model, UsageRollup.status,
                                                  UsageRollup.quarters)
                                          .where(UsageRollup.grain == "model_day").tuples()):
-            for quarter, calls, cost, duration, *_ in struct.iter_unpack("<12q", bytes(blob)):
+            for quarter, calls, cost, duration, *_ in struct.iter_unpack("<BIq3q3I3I", bytes(blob)):
                 before = found.get((day, model, status, quarter), (0, 0, 0))
                 found[day, model, status, quarter] = (before[0] + calls, before[1] + cost, before[2] + duration)
     return found
