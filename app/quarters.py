@@ -76,24 +76,14 @@ def encoded_numbers(quarters, numbers):
 
 def encoded_pairs(quarters, metrics, bins, counts):
     """The `quarter_sketches` value of (quarter, metric, bin, count) entries,
-    sorted and distinct; a count above sketch.MAX_COUNT as several pairs."""
-    pieces = (counts + sketch.MAX_COUNT - 1) // sketch.MAX_COUNT
-    out = np.empty(int(pieces.sum()), dtype=QUARTER_PAIRS)
-    split = np.full(len(out), sketch.MAX_COUNT, dtype=np.int64)
-    split[np.cumsum(pieces) - 1] = counts - sketch.MAX_COUNT * (pieces - 1)
-    out["quarter"], out["metric"] = np.repeat(quarters, pieces), np.repeat(metrics, pieces)
-    out["bin"], out["count"] = np.repeat(bins, pieces), split
+    their counts added up per (quarter, metric, bin) (`sketch.added_up`, the
+    quarter and metric as its group), sorted; a count above
+    sketch.MAX_COUNT as several pairs (`sketch.split_counts`)."""
+    groups, bins, counts = sketch.split_counts(*sketch.added_up(
+        np.asarray(quarters, dtype=np.int64) * 256 + metrics, np.asarray(bins, dtype=np.int64), counts))
+    out = np.empty(len(groups), dtype=QUARTER_PAIRS)
+    out["quarter"], out["metric"], out["bin"], out["count"] = groups // 256, groups % 256, bins, counts
     return out.tobytes()
-
-
-def counted(quarters, metrics, bins, counts):
-    """(quarters, metrics, bins, counts) with one entry per (quarter, metric,
-    bin), its counts added up, sorted."""
-    codes = (quarters.astype(np.int64) * 256 + metrics) * len(sketch.LOWS) + bins
-    codes, at = np.unique(codes, return_inverse=True)
-    counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
-    bins = codes % len(sketch.LOWS)
-    return codes // len(sketch.LOWS) // 256, codes // len(sketch.LOWS) % 256, bins, counts
 
 
 def merged(pieces):
@@ -104,6 +94,5 @@ def merged(pieces):
     quarters, numbers = records(numbers_blob)
     quarters, numbers = numbers_per_group(quarters, numbers)
     found = pairs(pairs_blob)
-    merged_pairs = counted(found["quarter"], found["metric"], found["bin"].astype(np.int64),
-                           found["count"].astype(np.int64))
-    return [encoded_numbers(quarters, numbers), encoded_pairs(*merged_pairs)]
+    return [encoded_numbers(quarters, numbers),
+            encoded_pairs(found["quarter"], found["metric"], found["bin"], found["count"].astype(np.int64))]

@@ -338,17 +338,16 @@ def _quarter_blobs(cell_of, quarter, values):
     per_call = np.column_stack([np.ones(len(sub), dtype=np.int64), values[:, 0]]
                                + [values[:, 1 + m] for m in range(len(METRICS)) for _ in range(3)])
     subs, numbers = quarters.numbers_per_group(sub, per_call)
-    metric_values = values[:, 1:]
-    found = quarters.counted(np.repeat(sub, len(METRICS)), np.tile(np.arange(len(METRICS)), len(sub)),
-                             sketch.bin_of(metric_values.ravel()), np.ones(metric_values.size, dtype=np.int64))
-    pair_cells = found[0] // quarters.QUARTERS_A_DAY
+    entry_sub = np.repeat(sub, len(METRICS))  # a sketch entry per call and metric
+    entry_metric = np.tile(np.arange(len(METRICS)), len(sub))
+    entry_bin = sketch.bin_of(values[:, 1:].ravel())
     blobs = {}
-    number_cells = subs // quarters.QUARTERS_A_DAY
+    number_cells, entry_cells = subs // quarters.QUARTERS_A_DAY, entry_sub // quarters.QUARTERS_A_DAY
     for cell in np.unique(number_cells).tolist():
-        rows, entries = number_cells == cell, pair_cells == cell
+        rows, entries = number_cells == cell, entry_cells == cell
         blobs[cell] = (quarters.encoded_numbers(subs[rows] % quarters.QUARTERS_A_DAY, numbers[rows]),
-                       quarters.encoded_pairs(found[0][entries] % quarters.QUARTERS_A_DAY, found[1][entries],
-                                              found[2][entries], found[3][entries]))
+                       quarters.encoded_pairs(entry_sub[entries] % quarters.QUARTERS_A_DAY, entry_metric[entries],
+                                              entry_bin[entries], np.ones(entries.sum(), dtype=np.int64)))
     return blobs
 
 

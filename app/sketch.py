@@ -114,7 +114,7 @@ class SketchSet:
 
     def _merged(self):
         """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""
-        merged = _added_up(*(np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)))
+        merged = added_up(*(np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)))
         if not self._coarser:
             return merged
         groups, bins, counts = merged
@@ -122,7 +122,7 @@ class SketchSet:
         target[list(self._coarser)] = list(self._coarser.values())
         coarse = target[groups]
         counted = coarse >= 0
-        return _added_up(np.concatenate([groups, coarse[counted]]), np.concatenate([bins, bins[counted]]),
+        return added_up(np.concatenate([groups, coarse[counted]]), np.concatenate([bins, bins[counted]]),
                          np.concatenate([counts, counts[counted]]))
 
     def encoded(self):
@@ -131,7 +131,7 @@ class SketchSet:
             return {}
         groups, bins, counts = self._merged()
         if counts.max(initial=0) > MAX_COUNT:  # rare: such counts become several pairs
-            groups, bins, counts = _split(groups, bins, counts)
+            groups, bins, counts = split_counts(groups, bins, counts)
         pairs = np.empty(len(bins), dtype=PAIR)
         pairs["bin"], pairs["count"] = bins, counts
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
@@ -163,7 +163,7 @@ class SketchSet:
                 in zip(groups[starts].tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}
 
 
-def _added_up(groups, bins, counts):
+def added_up(groups, bins, counts):
     """(groups, bins, counts) sorted by group and bin, the counts of each
     (group, bin) added into one entry, none of them zero."""
     codes = groups * len(LOWS) + bins
@@ -182,7 +182,7 @@ def _added_up(groups, bins, counts):
     return codes // len(LOWS), codes % len(LOWS), counts
 
 
-def _split(groups, bins, counts):
+def split_counts(groups, bins, counts):
     """The same entries with every count above MAX_COUNT as several of at
     most MAX_COUNT each (one bin's pairs add up), in the same order."""
     pieces = (counts + MAX_COUNT - 1) // MAX_COUNT

@@ -73,9 +73,8 @@ def approximate(filters, key_names, windows, sketch_names, levels):
 
     # (grain, starts) of the totals, and of the sketches: whole open months
     # are their days; answers by no more than tenant and status read the
-    # tenant grains (`_grain`).
-    # Answers by no more than model and status read whole days from
-    # model_day cells too, but where pruned (deleted with their calls).
+    # tenant grains (`_grain`), by no more than model and status model_day
+    # cells, but for pruned days (their model_day cells go with their calls).
     day_starts, month_starts = starts("day") + starts(OPEN_MONTH), starts("month")
     model_days = [(i, day) for i, day in day_starts
                   if by_model and (pruned.horizon is None or day >= pruned.horizon)]
