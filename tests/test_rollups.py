@@ -248,11 +248,17 @@ def stored_cells(app, grain):
 
 
 def assert_cells_match(app, records, horizon=None):
-    """The cells of every grain hold `records`; model_day cells only those
-    from the retention `horizon` on (pruning deletes the others)."""
+    """The cells of every grain hold `records`; month and tenant_month cells
+    only those of months that have ended (the current UTC month is not
+    sealed yet), model_day cells only those from the retention `horizon` on
+    (pruning deletes the others)."""
     kept = [r for r in records if horizon is None or r["timestamp"] >= horizon]
-    for grain in ("day", "month", "tenant_month", "tenant_day"):
+    this_month = dt.datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    sealed = [r for r in records if r["timestamp"] < this_month]
+    for grain in ("day", "tenant_day"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
+    for grain in ("month", "tenant_month"):
+        assert stored_cells(app, grain) == expected_cells(sealed, grain), grain
     assert stored_cells(app, "model_day") == expected_cells(kept, "model_day")
     assert stored_quarters(app) == expected_cells(kept, "quarter")
     with app.app_context():  # and no cell of another grain (hourly cells are gone since 007)
