@@ -14,8 +14,10 @@ SQL is app/repository/erasure.py; the steps, in this order:
    transaction, as `calls prune` does, so ingestion of other tenants waits
    at most a chunk on SQLite and never on PostgreSQL.
 3. The model_day cells of its days, which hold every tenant's calls,
-   recomputed from the calls that remain (a day per transaction); then its
-   own rollup cells, in chunks too, a grain at a time.
+   recomputed from the calls that remain (a day and model per transaction,
+   which on PostgreSQL locks only the cells it replaces:
+   app/repository/rollups/model_days.py); then its own rollup cells, in
+   chunks too, a grain at a time.
 4. `remove_rest`, one transaction, waiting again for batches in flight: what a
    batch that passed its checks just before step 1 stored meanwhile
    (normally nothing), its budgets with their spend counters and alerts, its

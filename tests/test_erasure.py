@@ -16,6 +16,8 @@ import pytest
 
 from app import chunks, erasure
 from app.db import database
+from app.repository import rollups
+from app.repository.rollups import model_days
 from app.db.locks import wait_for_ingestion
 from app.budgets import service as budgets
 from app.models import (ApiKey, AuditEvent, Budget, BudgetAlert, BudgetSpend, LlmCall, Tenant, UsageRollup,
@@ -25,7 +27,7 @@ from conftest import auth
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import assert_stats_equal, expected_stats
 from test_retention import lock_free_after_each
-from test_rollups import assert_close
+from test_rollups import assert_cells_match, assert_close
 
 
 def today():
@@ -220,6 +222,59 @@ def test_erasure_deletes_in_chunks_and_leaves_the_write_lock_free_between_them(a
         expected += [40] * (count // 40) + [count % 40]
     assert sizes == expected
     assert (done.deleted["calls"], done.deleted["cells"]) == (len(acme), sum(per_grain))
+
+
+def test_model_day_cells_recomputed_meanwhile_keep_the_batches_written_meanwhile(app, site, monkeypatch, database_url):
+    """Erasure's step 3 recomputes the model_day cells of a (day, model) in a
+    transaction of its own. Held open there, once it has read the calls: a
+    batch with a call of that day and model waits for it, then adds its call
+    to the cells recomputed without it; on PostgreSQL, which locks those
+    cells alone, a batch of another day goes through meanwhile (SQLite's
+    one write lock keeps it waiting too). After both, the cells hold every
+    call, and `rollups verify` holds."""
+    day, model = today(), site["records"][-1]["model"]
+    same = record("beta", day + dt.timedelta(minutes=7), model=model, cost="0.25")
+    other_day = record("beta", day - dt.timedelta(days=2), model=model, cost="0.5")
+    read, go = threading.Event(), threading.Event()
+    original = model_days.calls_between
+
+    def read_then_wait(start, end, model=None):
+        rows = list(original(start, end, model))
+        read.set()
+        go.wait(10)
+        return rows
+
+    monkeypatch.setattr(model_days, "calls_between", read_then_wait)
+    answers = {}
+
+    def post(name, rec):
+        answers[name] = app.test_client().post("/v1/usage/calls", headers=auth(site["beta"]),
+                                               json={"calls": [to_json(rec)]}).status_code
+
+    def recompute():
+        with app.app_context():
+            rollups.rebuild_model_days([day])
+
+    recomputing = threading.Thread(target=recompute)
+    recomputing.start()
+    try:
+        assert read.wait(10)
+        writers = {name: threading.Thread(target=post, args=(name, rec))
+                   for name, rec in (("same", same), ("other day", other_day))}
+        for writer in writers.values():
+            writer.start()
+        time.sleep(0.5)
+        assert "same" not in answers, "a batch changed cells being recomputed"
+        if not database_url.startswith("sqlite"):
+            writers["other day"].join(5)
+            assert answers.get("other day") == 201, "a batch of another day waited for the recompute"
+    finally:
+        go.set()
+        recomputing.join(10)
+    for writer in writers.values():
+        writer.join(15)
+    assert answers == {"same": 201, "other day": 201}
+    assert_cells_match(app, site["records"] + [same, other_day])
 
 
 def test_wait_for_ingestion_waits_for_a_batch_in_flight_and_needs_a_transaction(app, keys, database_url):

@@ -132,11 +132,15 @@ CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model"
                "output_tokens": LlmCall.output_tokens}
 
 
-def calls_between(start, end):
-    """llm_call rows (dicts of the fields cells need) with start <= timestamp < end."""
+def calls_between(start, end, model=None):
+    """llm_call rows (dicts of the fields cells need) with start <= timestamp
+    < end, of `model` only if given."""
+    where = (LlmCall.timestamp >= start) & (LlmCall.timestamp < end)
+    if model is not None:
+        where &= LlmCall.model == model
     query = (LlmCall
              .select(*CALL_FIELDS.values())
-             .where((LlmCall.timestamp >= start) & (LlmCall.timestamp < end))
+             .where(where)
              .tuples())
     names = list(CALL_FIELDS)
     return (dict(zip(names, row)) for row in query.iterator())
