@@ -250,7 +250,8 @@ def measure_reads(args, base, raw, keys, now):
     windows = {"30 days": (now - dt.timedelta(days=30), now), "all history": (None, None)}
     endpoints = {"/v1/usage": (keys["tenant"], "bench-t000"), "/v1/usage/all": (keys["super"], None)}
     print("\nreads: service p50/p95 over HTTP; baseline p50 = the same answer by hand-written SQL"
-          " (bench/baseline.py);\nratio = service p50 / baseline p50 (lower is better, 1.0 = no overhead)")
+          " (bench/baseline.py);\nratio = service p50 / baseline p50 (lower is better, 1.0 = no overhead);"
+          "\napproximate pays off only at scale: on a small history exact can be faster")
     print(f"\n{'endpoint':<22}{'window':<20}{'percentiles':<13}{'service p50':>13}{'service p95':>13}"
           f"{'baseline p50':>14}{'ratio':>8}")
     for path, (key, tenant) in endpoints.items():

@@ -203,3 +203,4 @@ def test_a_run_without_postgresql_says_so_in_one_line_at_the_end():
     said = [line for line in lines if "TEST_DATABASE_URL is not set. `make test-pg`" in line]
     assert said == [lines[-2]], lines[-4:]  # just above pytest's last line
     assert said[0].startswith("2 of 4 tests skipped: they run on PostgreSQL")
+    assert not [line for line in lines if line.startswith("SKIPPED")], lines  # not one line per test

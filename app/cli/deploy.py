@@ -2,7 +2,7 @@
 
 One address, one place: gunicorn.conf.py binds to `bind_address()`, and the
 nginx file proxies to the same address, so that the production recipe
-(README: "Production") works with no file edited:
+(docs/production.md) works with no file edited:
 
     BIND        gunicorn's address, as gunicorn writes it: `HOST:PORT`,
                 `[::1]:PORT` or `unix:/run/usage/gunicorn.sock`.
