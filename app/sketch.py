@@ -146,8 +146,17 @@ class SketchSet:
         wanted of each group, as a list of arrays (one per rank wanted, one
         entry per group); ranks >= n read the last value.
         """
+        groups, sizes, ranks, values = self.at_ranks(ranks_of)
+        return {group: (n, dict(zip(group_ranks, group_values)))
+                for group, n, group_ranks, group_values
+                in zip(groups.tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}
+
+    def at_ranks(self, ranks_of):
+        """`values_at_ranks` as arrays: (groups, their sizes, the ranks [group x
+        rank wanted], the estimated values at them [same shape])."""
         if not self._groups:
-            return {}
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty.reshape(0, 0), empty.reshape(0, 0)
         groups, bins, counts = self._merged()
         cumulative = np.cumsum(counts)
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
@@ -157,10 +166,7 @@ class SketchSet:
         ranks = np.minimum(np.column_stack(ranks_of(sizes)).astype(np.int64), (sizes - 1)[:, None])
         # The value of rank r is in the first bin whose running count exceeds r.
         at = np.searchsorted(cumulative, ranks + before[:, None], side="right")
-        values = REPRESENTATIVES[bins[at]]
-        return {group: (n, dict(zip(group_ranks, group_values)))
-                for group, n, group_ranks, group_values
-                in zip(groups[starts].tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}
+        return groups[starts], sizes, ranks, REPRESENTATIVES[bins[at]]
 
 
 def added_up(groups, bins, counts):

@@ -89,6 +89,21 @@ def percentiles_from_ranks(n, values_by_rank):
     return {pct: percentile(n, values_by_rank, pct) for pct in PERCENTILES}
 
 
+def percentiles_of_groups(sizes, values):
+    """[percentiles_from_ranks] of many groups at once: `sizes` an int array
+    of their sizes, `values` [group x rank] the integer values at the ranks
+    of `ranks_needed`, in its order. The same integer arithmetic as
+    `percentile` and one true division, so the very same floats."""
+    if not len(sizes):
+        return []
+    columns = []
+    for i, pct in enumerate(PERCENTILES):
+        low, high = values[:, 2 * i], values[:, 2 * i + 1]
+        hundredths = (sizes - 1) * pct % 100
+        columns.append((low * 100 + (high - low) * hundredths) / 100)
+    return [dict(zip(PERCENTILES, row)) for row in np.column_stack(columns).tolist()]
+
+
 @dataclass
 class Totals:
     """Mergeable aggregates of a group: counts over all records, the rest over `ok` ones."""
@@ -153,14 +168,23 @@ class Cell:
 
 def numbers(cell):
     """The numbers of a statistics object (all a series group holds)."""
-    totals, metrics = cell.totals, cell.metrics
-    ok_calls = metrics[METRICS[0]].count  # every metric is over the same ok records
-    row = [totals.total_calls, totals.failed_calls, ok_calls, totals.cost_micro_usd]
-    for name in METRICS:
-        row += [metrics[name].total, metrics[name].minimum, metrics[name].maximum]
-    for name in METRICS:
-        row += [metrics[name].percentiles[pct] if ok_calls else None for pct in PERCENTILES]
-    return numbers_of_rows([row], 0)[0]
+    return numbers_of_cells([cell])[0]
+
+
+def numbers_of_cells(cells):
+    """[`numbers`] of each of many Cells, worked out together
+    (`numbers_of_rows`): a series by tenant over 90 days has 4,500 groups."""
+    rows = []
+    for cell in cells:
+        totals, metrics = cell.totals, cell.metrics
+        ok_calls = metrics[METRICS[0]].count  # every metric is over the same ok records
+        row = [totals.total_calls, totals.failed_calls, ok_calls, totals.cost_micro_usd]
+        for name in METRICS:
+            row += [metrics[name].total, metrics[name].minimum, metrics[name].maximum]
+        for name in METRICS:
+            row += [metrics[name].percentiles[pct] if ok_calls else None for pct in PERCENTILES]
+        rows.append(row)
+    return numbers_of_rows(rows, 0)
 
 
 # The metrics whose summary includes their total (tokens; a sum of durations means nothing).
@@ -274,9 +298,6 @@ def group_order(key):
     return [(value is not None, value or "") for value in key]
 
 
-def series_groups(group_by, cells):
-    """A bucket's groups from {key tuple: Cell}: one zero group when ungrouped."""
-    return bucket_groups(group_by, {key: numbers(cell) for key, cell in cells.items()}, numbers(Cell()))
 
 
 def bucket_groups(group_by, numbers_by_key, zero):

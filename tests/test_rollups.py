@@ -7,25 +7,30 @@ service; the cells themselves are checked against sums computed here too.
 """
 import datetime as dt
 import json
+import random
 import struct
 import threading
 import urllib.error
 import urllib.request
 from collections import Counter
 from decimal import Decimal
+from fractions import Fraction
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from peewee import IntegrityError
 
+from app import statistics
 from app.db import database
 from app.models import LlmCall, UsageRollup
-from app.records import CallRecordSchema, to_row
+from app.records import MAX_INT, CallRecordSchema, to_row
 from app.migrate import _router, upgrade
 from app.repository import rollups
 from app.repository.rollups.cells import KEY_COLUMNS, METRIC_SKETCHES, NUMBERS
 from app.repository.rollups.keep import COMPACT_AFTER
 from app.sketch import SketchSet
+from app.statistics import PERCENTILES
 from conftest import Keys, auth, build_app, gunicorn, roll_back_through
 from data import UTC, random_records, record, seeded, store, to_json
 from expected import expected_stats, group_stats, in_window
@@ -335,6 +340,27 @@ def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
     read.add_sketches([[0]], [encoded[0]])
     assert read.values_at_ranks(lambda sizes: [sizes - 4, sizes - 3, sizes - 1]) == {
         0: (70_003, {69_999: 0, 70_000: 7, 70_002: 7})}
+
+
+def test_percentiles_of_many_groups_at_once_are_each_groups_own():
+    """Approximate answers work out every group's percentiles together
+    (statistics.percentiles_of_groups): each is the linear interpolation
+    between the values at ranks k and k + 1, k + f = (n - 1) * p / 100,
+    rounded once to the nearest float, here computed exactly with Fraction."""
+    rng = random.Random(7)
+    sizes = [1, 2, 3, 100, 101, 7_919] + [rng.randint(1, 10**6) for _ in range(300)]
+    values = [sorted(rng.choice([rng.randint(0, 10), rng.randint(0, MAX_INT)]) for _ in range(8))
+              for _ in sizes]
+    expected = []
+    for n, row in zip(sizes, values):
+        group = {}
+        for i, pct in enumerate(PERCENTILES):
+            low, high = row[2 * i], row[2 * i + 1]
+            f = Fraction((n - 1) * pct, 100) - (n - 1) * pct // 100
+            group[pct] = float(low + (high - low) * f)
+        expected.append(group)
+    assert statistics.percentiles_of_groups(np.array(sizes), np.array(values)) == expected
+    assert statistics.percentiles_of_groups(np.zeros(0, dtype=np.int64), np.zeros((0, 8), dtype=np.int64)) == []
 
 
 def insert_bypassing_rollups(app, records, with_cells=False):

@@ -110,11 +110,13 @@ class PeeweeUsageRepository:
         if _approximate(precision, buckets, {*filters, *group_by}):
             cells, (percentiles,) = rollups.approximate(
                 filters, group_by, [(b.start, b.end) for b in buckets], group_by, [lambda key: key])
-            per_bucket = [{} for _ in buckets]
             for key, cell in cells.items():
                 _set_percentiles(cell, percentiles.get(key))
-                per_bucket[key[0]][key[1:]] = cell
-            return [statistics.series_groups(group_by, cells) for cells in per_bucket]
+            per_bucket = [{} for _ in buckets]
+            for key, numbers in zip(cells, statistics.numbers_of_cells(cells.values())):
+                per_bucket[key[0]][key[1:]] = numbers
+            zero = statistics.numbers(Cell())
+            return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
         _refuse_pruned(buckets)
         # No window condition of its own: the buckets tile the window (the
         # Scan bounds it where that helps), and a constant range here would

@@ -125,12 +125,13 @@ def approximate(filters, key_names, windows, sketch_names, levels):
         sketches.count_also_in({groups[0][finest] * len(METRICS) + m:
                                 _group_number(groups, level_groups, level(key)) * len(METRICS) + m
                                 for finest, key in examples.items() for m in range(len(METRICS))})
-    estimates = sketches.values_at_ranks(statistics.ranks_needed)
+    found, sizes, _, values = sketches.at_ranks(statistics.ranks_needed)
+    estimates = dict(zip(found.tolist(), statistics.percentiles_of_groups(sizes, values)))
     percentiles = [{} for _ in levels]
     for level_percentiles, level_groups in zip(percentiles, groups):
         for level_key, number in level_groups.items():
             level_percentiles[level_key] = {
-                name: statistics.percentiles_from_ranks(*estimates[number * len(METRICS) + m])
+                name: estimates[number * len(METRICS) + m]
                 for m, name in enumerate(METRICS) if number * len(METRICS) + m in estimates}
     return cells, percentiles
 
