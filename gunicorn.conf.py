@@ -17,6 +17,7 @@ client. Without nginx, each slow client holds a worker for as long as it
 likes (`make run` is for development).
 """
 import atexit
+import gc
 import multiprocessing
 import os
 import shutil
@@ -126,7 +127,24 @@ def child_exit(server, worker):
 
 def post_worker_init(worker):
     """Answers that stream longer than `timeout` (the call log's exports) check
-    in for the worker as they go (app/liveness.py)."""
+    in for the worker as they go (app/liveness.py); and the worker's garbage
+    collector is tuned (`GC_THRESHOLDS`)."""
     from app import liveness
 
     liveness.install(worker.notify)
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+# Python's garbage collector looks for reference cycles among the objects
+# made since it last did, every 700 new ones, and now and then among all
+# objects: those the worker made at start too (the app, its schemas and
+# models, NumPy's modules), some hundreds of thousands. A request building
+# thousands of groups (a series by tenant) or a batch of 1000 calls makes
+# objects by the hundred thousand, few in cycles (the rest go as soon as
+# they are unused), so collections took a fifth of such a request's time.
+# So each worker, once it has loaded the app, moves every object it holds
+# out of the collector's sight (gc.freeze) and looks for cycles among new
+# objects every 10,000, and among older ones ten times less often than that.
+# Measured: docs/benchmarks.md.
+GC_THRESHOLDS = (10_000, 20, 20)
