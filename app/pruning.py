@@ -16,7 +16,7 @@ The rule and what answers then refuse: app/retention.py. A prune
 3. deletes the calls before the horizon, oldest first, in chunks
    (app/chunks.py), each its own short transaction: ingestion waits at most
    a chunk on SQLite, and never on PostgreSQL. Cells are kept, but the
-   model_day cells of the pruned days (a few per day, one statement): they
+   model_day cells of the pruned days (a day per transaction): they
    hold every tenant's calls, and an erasure could no longer recompute them
    (app/repository/rollups/model_days.py).
 

@@ -66,7 +66,7 @@ class SketchSet:
     """Sketches of many groups at once, as flat arrays: group number, bin, count.
 
     Built from stored sketches and from raw values alike, so one group may
-    receive several pieces; `values_at_ranks` merges them (adding counts per
+    receive several pieces; `at_ranks` merges them (adding counts per
     bin) before reading ranks, all in a few vectorised passes.
     """
 
@@ -139,21 +139,14 @@ class SketchSet:
         return {group: pairs[start:end].tobytes()
                 for group, start, end in zip(groups[starts].tolist(), starts.tolist(), ends.tolist())}
 
-    def values_at_ranks(self, ranks_of):
-        """{group: (n, {rank: estimated value})} for each group with values.
+    def at_ranks(self, ranks_of):
+        """(the groups with values, their sizes, the ranks [group x rank
+        wanted], the estimated values at them [same shape]), as arrays.
 
         `ranks_of(sizes)`: for an array of group sizes, the zero-based ranks
         wanted of each group, as a list of arrays (one per rank wanted, one
         entry per group); ranks >= n read the last value.
         """
-        groups, sizes, ranks, values = self.at_ranks(ranks_of)
-        return {group: (n, dict(zip(group_ranks, group_values)))
-                for group, n, group_ranks, group_values
-                in zip(groups.tolist(), sizes.tolist(), ranks.tolist(), values.tolist())}
-
-    def at_ranks(self, ranks_of):
-        """`values_at_ranks` as arrays: (groups, their sizes, the ranks [group x
-        rank wanted], the estimated values at them [same shape])."""
         if not self._groups:
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty.reshape(0, 0), empty.reshape(0, 0)

@@ -338,8 +338,9 @@ def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
     assert list(struct.iter_unpack("<HH", encoded[0])) == [(0, 65_535), (0, 4_465), (7, 3)]
     read = SketchSet()
     read.add_sketches([[0]], [encoded[0]])
-    assert read.values_at_ranks(lambda sizes: [sizes - 4, sizes - 3, sizes - 1]) == {
-        0: (70_003, {69_999: 0, 70_000: 7, 70_002: 7})}
+    groups, sizes, ranks, values = read.at_ranks(lambda sizes: [sizes - 4, sizes - 3, sizes - 1])
+    assert (groups.tolist(), sizes.tolist(), ranks.tolist(), values.tolist()) == (
+        [0], [70_003], [[69_999, 70_000, 70_002]], [[0, 7, 7]])
 
 
 def test_percentiles_of_many_groups_at_once_are_each_groups_own():

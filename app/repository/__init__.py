@@ -112,11 +112,7 @@ class PeeweeUsageRepository:
                 filters, group_by, [(b.start, b.end) for b in buckets], group_by, [lambda key: key])
             for key, cell in cells.items():
                 _set_percentiles(cell, percentiles.get(key))
-            per_bucket = [{} for _ in buckets]
-            for key, numbers in zip(cells, statistics.numbers_of_cells(cells.values())):
-                per_bucket[key[0]][key[1:]] = numbers
-            zero = statistics.numbers(Cell())
-            return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
+            return _bucket_groups(buckets, group_by, zip(cells, statistics.numbers_of_cells(cells.values())))
         _refuse_pruned(buckets)
         # No window condition of its own: the buckets tile the window (the
         # Scan bounds it where that helps), and a constant range here would
@@ -125,11 +121,8 @@ class PeeweeUsageRepository:
         scan = Scan(scans.matching(filters), tuple(COLUMNS[name] for name in group_by), buckets)
         width = len(scan.key_columns)
         rows = scans.series_rows(scan)
-        per_bucket = [{} for _ in buckets]
-        for row, numbers in zip(rows, statistics.numbers_of_rows(rows, width)):
-            per_bucket[row[0]][tuple(row[1:width])] = numbers
-        zero = statistics.numbers(Cell())
-        return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
+        return _bucket_groups(buckets, group_by,
+                              zip((tuple(row[:width]) for row in rows), statistics.numbers_of_rows(rows, width)))
 
     add_calls = staticmethod(add_calls)
 
@@ -148,6 +141,16 @@ def _approximate(precision, windows, names):
     the exact path is the faster one, and its percentiles are within any
     bound (`rollups.reads_cells`)."""
     return precision == APPROXIMATE and rollups.reads_cells([(w.start, w.end) for w in windows], names)
+
+
+def _bucket_groups(buckets, group_by, keyed_numbers):
+    """Each bucket's groups (statistics.bucket_groups) from ((bucket index,
+    *key), numbers) pairs."""
+    per_bucket = [{} for _ in buckets]
+    for key, numbers in keyed_numbers:
+        per_bucket[key[0]][key[1:]] = numbers
+    zero = statistics.numbers(Cell())
+    return [statistics.bucket_groups(group_by, numbers, zero) for numbers in per_bucket]
 
 
 def _refuse_pruned(windows):
