@@ -301,15 +301,9 @@ class CellBuilder:
             cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, day_column + 2:])
         cell_of = np.concatenate(cell_of)
         values = np.tile(calls[:, day_column + 2:], (len(self._grains), 1))  # cost, then METRICS
-        # Every cell number has calls: sorted by cell, cell i's calls start at firsts[i].
-        by_cell = np.argsort(cell_of, kind="stable")
-        firsts = np.flatnonzero(np.r_[True, np.diff(cell_of[by_cell]) != 0])
-        ordered = values[by_cell]
-        sums = np.add.reduceat(ordered, firsts)
-        mins, maxs = np.minimum.reduceat(ordered[:, 1:], firsts), np.maximum.reduceat(ordered[:, 1:], firsts)
-        numbers = [np.diff(np.r_[firsts, len(by_cell)]), sums[:, 0]]
-        for i in range(len(METRICS)):
-            numbers += [sums[:, i + 1], mins[:, i], maxs[:, i]]
+        # Every cell number has calls, so cell i's numbers are row i.
+        _, numbers = quarters.numbers_per_group(cell_of, _numbers_per_call(values))
+        numbers = numbers.T
         sketches = sketch.SketchSet()
         sketches.add_values([(cell_of[:, None] * len(METRICS) + np.arange(len(METRICS))).ravel()],
                             values[:, 1:].ravel())
@@ -330,14 +324,20 @@ def _full_key(shape, kept):
     return tuple(values.get(name, "") for name in KEY)
 
 
+def _numbers_per_call(values):
+    """Each call's CellNumbers.numbers() [n x 11] (its count of 1, its cost,
+    then each metric as its sum, minimum and maximum) from `values` (cost,
+    then METRICS): what quarters.numbers_per_group adds up per cell."""
+    return np.column_stack([np.ones(len(values), dtype=np.int64), values[:, 0]]
+                           + [values[:, 1 + m] for m in range(len(METRICS)) for _ in range(3)])
+
+
 def _quarter_blobs(cell_of, quarter, values):
     """{cell number: (quarters, quarter_sketches)} of calls in cells
     `cell_of`, at quarters of the day `quarter`, with `values` (cost, then
     METRICS) (app/quarters.py)."""
     sub = cell_of * quarters.QUARTERS_A_DAY + quarter
-    per_call = np.column_stack([np.ones(len(sub), dtype=np.int64), values[:, 0]]
-                               + [values[:, 1 + m] for m in range(len(METRICS)) for _ in range(3)])
-    subs, numbers = quarters.numbers_per_group(sub, per_call)
+    subs, numbers = quarters.numbers_per_group(sub, _numbers_per_call(values))
     entry_sub = np.repeat(sub, len(METRICS))  # a sketch entry per call and metric
     entry_metric = np.tile(np.arange(len(METRICS)), len(sub))
     entry_bin = sketch.bin_of(values[:, 1:].ravel())
