@@ -147,30 +147,26 @@ def _deltas(budgets, costs):
     take a few milliseconds so."""
     by_tenant = defaultdict(list)
     for (tenant, model, operation, minute), cost in costs.items():
-        by_tenant[tenant].append((model, operation, minute, cost))
+        by_tenant[tenant].append((minute, model, operation, cost))
+    for entries in by_tenant.values():
+        entries.sort()  # by minute: `_Calendar.summed` walks its periods forward
     calendars = _Calendars()
     by_period = {}  # (tenant, kind, tz) -> {(model, operation, period start): cost}
     matching = {}  # (tenant, kind, tz, model filter, operation filter) -> {period start: cost}
     deltas, period_of = {}, {}
     for budget in budgets:
-        calendar = calendars[budget.period, budget.tz]
-        kind = (budget.tenant_id, budget.period, budget.tz)
-        view = (*kind, budget.model, budget.operation)
-        if view not in matching:
+        view = (budget.tenant_id, budget.period, budget.tz, budget.model, budget.operation)
+        calendar = calendars[view[1:3]]
+        kept = matching.get(view)
+        if kept is None:
+            kind = view[:3]
             if kind not in by_period:
-                by_period[kind] = _summed_by_period(by_tenant[budget.tenant_id], calendar)
-            matching[view] = _matching(by_period[kind], budget.model, budget.operation)
-        for start, cost in matching[view].items():
+                by_period[kind] = calendar.summed(by_tenant.get(budget.tenant_id, ()))
+            kept = matching[view] = _matching(by_period[kind], budget.model, budget.operation)
+        for start, cost in kept.items():
             key = (budget.id, budget.revision, start)
             deltas[key], period_of[key] = cost, calendar.periods[start]
     return deltas, period_of
-
-
-def _summed_by_period(tenant_costs, calendar):
-    sums = defaultdict(int)
-    for model, operation, minute, cost in tenant_costs:
-        sums[model, operation, calendar.start_of(minute)] += cost
-    return sums
 
 
 def _matching(sums, model, operation):
@@ -189,13 +185,25 @@ class _Calendar:
         self.kind, self.tz = kind, tz
         self.periods = {}  # start -> Period
 
-    def start_of(self, minute):
+    def summed(self, entries):
+        """{(model, operation, period start): cost} of a tenant's (minute,
+        model, operation, cost) entries, sorted by minute: a period serves
+        every minute before its end, and the next one is looked up only then."""
+        sums = defaultdict(int)
+        period = None
+        for minute, model, operation, cost in entries:
+            if period is None or minute >= period.end:
+                period = self._containing(minute)
+            sums[model, operation, period.start] += cost
+        return sums
+
+    def _containing(self, minute):
         for period in self.periods.values():
             if period.start <= minute < period.end:
-                return period.start
+                return period
         period = periods.containing(minute, self.kind, self.tz)
         self.periods[period.start] = period
-        return period.start
+        return period
 
 
 class _Calendars(dict):

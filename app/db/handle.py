@@ -7,9 +7,18 @@ PostgreSQL) when the request ends.
 """
 from typing import NamedTuple
 
-from peewee import DatabaseProxy
+from peewee import DatabaseProxy, PostgresqlDatabase
 
 database = DatabaseProxy()
+
+
+def bound_datetime(naive):
+    """A naive UTC datetime as a statement parameter: on SQLite the text that
+    sqlite3's default adapter makes of it (`isoformat(" ")`, what every
+    stored timestamp holds), written here because the adapter is a Python
+    call per value, 3.9 ms of the 2000 timestamps of a 1000-call INSERT;
+    on PostgreSQL the datetime itself."""
+    return naive if isinstance(database.obj, PostgresqlDatabase) else naive.isoformat(" ")
 
 
 class ConfigurationError(ValueError):

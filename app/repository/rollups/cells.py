@@ -1,9 +1,7 @@
 """The usage_rollup table: its columns, and writing rows of cells in bulk."""
-import functools
-
 from peewee import PostgresqlDatabase, chunked
 
-from ...db import database, execute_many
+from ...db import bound_datetime, database, execute_many
 from ...models import UsageRollup
 from ...rollups import KEY, METRICS, MODEL_DAY, QUARTER_BLOBS, CellTable
 from ..arrays import array
@@ -44,7 +42,8 @@ def insert_statements(table, suffix=""):
         return []
     names = COLUMNS[:len(KEY_COLUMNS) + len(NUMBERS) + len(table.sketches)]  # the quarter hours' if there
     grains, starts, *key = zip(*table.keys)
-    columns = [grains, [_cell_start_value(start) for start in starts], *key, *table.numbers, *table.sketches]
+    stored = {start: bound_datetime(UsageRollup.cell_start.db_value(start)) for start in set(starts)}  # a few
+    columns = [grains, [stored[start] for start in starts], *key, *table.numbers, *table.sketches]
     if isinstance(database.obj, PostgresqlDatabase):
         source, params = unnest(names, columns)
         return [(f"INSERT INTO usage_rollup ({', '.join(names)}) SELECT * FROM {source}{suffix}", params)]
@@ -127,11 +126,6 @@ def write_sketches(rows):
     else:
         assignments = ", ".join(f"{name} = ?" for name in SKETCHES)
         execute_many(f"UPDATE usage_rollup SET {assignments}, sketch_pieces = 1 WHERE id = ?", rows)
-
-
-@functools.lru_cache(maxsize=4096)  # a batch's cells share a few starts
-def _cell_start_value(start):
-    return UsageRollup.cell_start.db_value(start)
 
 
 def insert_cells(table):
