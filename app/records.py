@@ -262,6 +262,24 @@ def plainly_valid(raw):
     return {**raw, "call_id": call_id, "timestamp": moment, "cost_usd": cost}
 
 
+class CallRecords(fields.List):
+    """A list of call records: `fields.List(fields.Nested(CallRecordSchema))`
+    that takes a list of plainly valid records (`plainly_valid`) as it is,
+    without marshmallow's per-item field machinery (about 2.5 ms of a
+    1000-record batch); any other list is loaded item by item, with every
+    error message, by that machinery."""
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Nested(CallRecordSchema), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is list:
+            records = [plainly_valid(raw) for raw in value]
+            if None not in records:
+                return records
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 def to_row(record, tenant_id):
     """The llm_call row of a validated record, for `tenant_id`."""
     return {

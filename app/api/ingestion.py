@@ -7,7 +7,7 @@ from .. import ingest, metrics
 from ..auth import require_scope
 from ..scopes import CALLS_WRITE
 from .blueprint import Blueprint
-from ..records import CallRecordSchema
+from ..records import CallRecords
 
 blp = Blueprint("ingestion", __name__, url_prefix="/v1/usage",
                 description="Recording LLM calls: batched, idempotent, all-or-nothing.")
@@ -16,8 +16,8 @@ MAX_BATCH = 1000
 
 
 class CallBatchSchema(Schema):
-    calls = fields.List(
-        fields.Nested(CallRecordSchema), required=True,
+    calls = CallRecords(
+        required=True,
         validate=validate.Length(1, MAX_BATCH),
         metadata={"description": f"1 to {MAX_BATCH} call records."},
     )
