@@ -319,6 +319,8 @@ NO_QUARTERS = (b"", b"")
 
 def _full_key(shape, kept):
     """The KEY values of a cell of `shape` whose kept values are `kept` ('' for the others)."""
+    if shape == KEY:  # the day cells' shape, most of a batch's keys: already whole
+        return kept
     kept = kept if len(shape) > 1 else (kept,)  # itemgetter of one index gives the value alone
     values = dict(zip(shape, kept))
     return tuple(values.get(name, "") for name in KEY)
