@@ -298,8 +298,6 @@ def group_order(key):
     return [(value is not None, value or "") for value in key]
 
 
-
-
 def bucket_groups(group_by, numbers_by_key, zero):
     """A bucket's groups from {key tuple: numbers}: without group_by, its one
     group, `zero` (the numbers of no records, which buckets may share) when
