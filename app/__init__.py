@@ -9,7 +9,8 @@ from flask_cors import CORS
 from peewee import InterfaceError, OperationalError
 
 from . import api as routes
-from . import caching, cli, dashboard, docs, logs, metrics, ratelimits, request_context, retention, timestamp_range
+from . import (caching, cli, dashboard, docs, local_days, logs, metrics, ratelimits, request_context, retention,
+               timestamp_range)
 from .api.blueprint import json_error
 from .api.errors import ServiceApi
 from .auth import SECURITY, SECURITY_SCHEMES
@@ -68,6 +69,7 @@ def create_app(config=None):
     RATE_LIMIT_AUTH_FAILURES, RATE_LIMIT_PER_KEY, REDIS_URL, REDIS_KEY_PREFIX: app/ratelimits.py.
     CALLS_ACCEPTED_FROM, CALLS_ACCEPTED_AHEAD: the timestamps a call may have, app/timestamp_range.py.
     RETENTION_DAYS: whole UTC days of raw calls `calls prune` keeps (unset: all), app/retention.py.
+    ROLLUP_ZONES: zones whose local days get cells of their own (default none), app/local_days.py.
     WEBHOOK_RETRY_DELAYS, WEBHOOK_TIMEOUT: webhook delivery, app/webhooks/settings.py.
     """
     # No static folder: the dashboard and /docs serve their own files.
@@ -94,6 +96,7 @@ def create_app(config=None):
         CALLS_ACCEPTED_FROM=os.environ.get("CALLS_ACCEPTED_FROM", timestamp_range.FROM_DEFAULT),
         CALLS_ACCEPTED_AHEAD=os.environ.get("CALLS_ACCEPTED_AHEAD", timestamp_range.AHEAD_DEFAULT),
         RETENTION_DAYS=os.environ.get("RETENTION_DAYS"),
+        ROLLUP_ZONES=os.environ.get("ROLLUP_ZONES", ""),
         WEBHOOK_RETRY_DELAYS=os.environ.get("WEBHOOK_RETRY_DELAYS") or webhook_settings.RETRY_DELAYS_DEFAULT,
         WEBHOOK_TIMEOUT=os.environ.get("WEBHOOK_TIMEOUT") or webhook_settings.TIMEOUT_DEFAULT,
         API_TITLE="Usage service",
@@ -189,6 +192,7 @@ def _check_operation_settings(config):
     """Each operation setting checked and parsed in place; ConfigurationError names a bad one."""
     config["LOG_FORMAT"] = logs.log_format(config["LOG_FORMAT"])
     config["METRICS_ALLOW"] = metrics.allowed_networks(config["METRICS_ALLOW"])
+    config["ROLLUP_ZONES"] = local_days.zones_setting(config["ROLLUP_ZONES"])
     config["PROXY_COUNT"] = request_context.proxy_count(str(config["PROXY_COUNT"]))
     config["REDIS_URL"] = ratelimits.redis_url(config["REDIS_URL"])
     for variable in ("RATE_LIMIT_AUTH_FAILURES", "RATE_LIMIT_PER_KEY"):

@@ -135,7 +135,7 @@ class UsageRollup(BaseModel):
     """A cell of pre-aggregated calls (migrations/004_usage_rollup.py, app/rollups.py)."""
 
     id = BigAutoField()
-    grain = CharField(max_length=12)  # app/rollups.py CELL_GRAINS
+    grain = CharField(max_length=64)  # app/rollups.py CELL_GRAINS, and day@<zone> (app/local_days.py)
     cell_start = UtcDateTimeField()
     tenant_id = CharField(max_length=64)
     operation = CharField(max_length=64)
@@ -166,10 +166,12 @@ class UsageRollup(BaseModel):
 
 class UsageRollupState(BaseModel):
     """One row: whether calls are stored that no cell holds yet (see migration
-    004), and the first month without month cells (NULL: none; migration 015)."""
+    004), the first month without month cells (NULL: none; migration 015),
+    and the zones whose day cells are ready (JSON; migration 017, app/local_days.py)."""
 
     needs_rebuild = BooleanField()
     sealed_before = UtcDateTimeField(null=True)
+    zone_cells = TextField(default="{}")
 
     class Meta:
         table_name = "usage_rollup_state"

@@ -45,6 +45,10 @@ zone" in docs/precision.md). Other answers over a day in Asia/Kolkata
 alone, as with percentiles=exact; every number except the percentiles is
 then exactly what the raw rows give.
 
+Zones named by ROLLUP_ZONES get a tenant's local days as cells of their own,
+grain `day@<zone>` (app/local_days.py): answers by tenant in such a zone
+read them instead of raw rows (app/repository/rollups/read.py, `_in_zone`).
+
 Cells lie in [BEGINNING, END_OF_TIME): December 9999 has no following month
 to end its cell, and nothing here steps past END_OF_TIME (`following` stops
 there). Every path's cost follows the data present, never the calendar: the
@@ -61,7 +65,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from . import quarters, sketch
+from . import buckets, local_days, quarters, sketch
 
 GRAINS = ("day", "month")  # finest first
 # A tenant's month: one cell per (tenant, status), every operation, model and
@@ -87,6 +91,13 @@ KEY = ("tenant_id", "operation", "model", "status", "error_class")
 # The KEY columns each grain keeps (the others are stored as '').
 KEPT = {"day": KEY, "month": KEY, TENANT_MONTH: ("tenant_id", "status"), TENANT_DAY: ("tenant_id", "status"),
         MODEL_DAY: ("model", "status")}
+
+
+def kept(grain):
+    """The KEY columns `grain` keeps: KEPT's, and tenant_day's for the zones' day cells (app/local_days.py)."""
+    return KEPT[TENANT_DAY] if local_days.zone_of(grain) else KEPT[grain]
+
+
 # The blobs of a cell: a sketch per metric, then its quarter hours (empty
 # but in model_day cells): the columns SKETCHES of usage_rollup.
 QUARTER_BLOBS = ("quarters", "quarter_sketches")
@@ -245,17 +256,19 @@ class CellBuilder:
         # Per key shape (the KEY columns a grain keeps): the kept values of a
         # call's key, and {those values: their number}.
         self._shapes = {shape: (itemgetter(*(KEY.index(name) for name in shape)), {})
-                        for shape in dict.fromkeys(KEPT[grain] for grain in grains)}
+                        for shape in dict.fromkeys(kept(grain) for grain in grains)}
         self._days = {}  # UTC date -> its number
-        self._calls = []  # per call: a key number per shape, day number, quarter of the day, cost, METRICS
+        # per call: a key number per shape, day number, quarter and second of the day, cost, METRICS
+        self._calls = []
         self._table = None
 
     def add(self, row):
         key = (row["tenant"], row["operation"], row["model"], row["status"], row["error_class"] or "")
         timestamp = row["timestamp"]
-        self._calls += (*[keys.setdefault(kept(key), len(keys)) for kept, keys in self._shapes.values()],
+        self._calls += (*[keys.setdefault(pick(key), len(keys)) for pick, keys in self._shapes.values()],
                         self._days.setdefault(timestamp.date(), len(self._days)),  # timestamps are UTC
                         timestamp.hour * 4 + timestamp.minute // 15,  # its quarter hour of the day
+                        timestamp.hour * 3600 + timestamp.minute * 60 + timestamp.second,
                         row["cost_micro_usd"], row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         self._table = None
 
@@ -274,8 +287,9 @@ class CellBuilder:
 
     def _computed(self):
         shapes = list(self._shapes)
-        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 6)
+        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 7)
         day_column = len(shapes)
+        values_column = day_column + 3  # cost, then METRICS
         days = [dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
                 for day in self._days]  # by number, as dicts keep their order
         # Cells are numbered in key order (grain, start, KEY values): a grain
@@ -284,23 +298,21 @@ class CellBuilder:
         grains = sorted(self._grains)
         cell_keys, cell_of = [], []  # cell_of: per grain, the cell number of each call
         for grain in grains:
-            column = shapes.index(KEPT[grain])
-            keys = [_full_key(KEPT[grain], kept) for kept in self._shapes[KEPT[grain]][1]]
+            shape = kept(grain)
+            column = shapes.index(shape)
+            keys = [_full_key(shape, values) for values in self._shapes[shape][1]]
             by_key = sorted(range(len(keys)), key=keys.__getitem__)
             rank = np.empty(len(keys), dtype=np.int64)
             rank[by_key] = np.arange(len(keys))
-            starts = sorted({floor(day, grain) for day in days})
-            position = {start: i for i, start in enumerate(starts)}
-            start_of_day = np.array([position[floor(day, grain)] for day in days])
-            codes, numbers = np.unique(start_of_day[calls[:, day_column]] * len(keys) + rank[calls[:, column]],
-                                       return_inverse=True)
+            starts, start_of_call = self._starts(grain, days, calls[:, day_column], calls[:, day_column + 2])
+            codes, numbers = np.unique(start_of_call * len(keys) + rank[calls[:, column]], return_inverse=True)
             cell_of.append(numbers.ravel() + len(cell_keys))
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
         quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
-            cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, day_column + 2:])
+            cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:])
         cell_of = np.concatenate(cell_of)
-        values = np.tile(calls[:, day_column + 2:], (len(self._grains), 1))  # cost, then METRICS
+        values = np.tile(calls[:, values_column:], (len(self._grains), 1))  # cost, then METRICS
         # Every cell number has calls, so cell i's numbers are row i.
         _, numbers = quarters.numbers_per_group(cell_of, _numbers_per_call(values))
         numbers = numbers.T
@@ -312,6 +324,16 @@ class CellBuilder:
         return CellTable(cell_keys, [column.tolist() for column in numbers],
                          [[encoded.get(i * len(METRICS) + m, b"") for i in cells] for m in range(len(METRICS))]
                          + [[quartered.get(i, NO_QUARTERS)[b] for i in cells] for b in range(len(QUARTER_BLOBS))])
+
+    @staticmethod
+    def _starts(grain, days, day_of_call, second_of_call):
+        """(the sorted starts of the cells of `grain` holding calls, each call's index into them)."""
+        zone = local_days.zone_of(grain)
+        if zone is not None:
+            return local_days.starts_of_calls(buckets.zone(zone), days, day_of_call, second_of_call)
+        starts = sorted({floor(day, grain) for day in days})
+        position = {start: i for i, start in enumerate(starts)}
+        return starts, np.array([position[floor(day, grain)] for day in days])[day_of_call]
 
 
 NO_QUARTERS = (b"", b"")

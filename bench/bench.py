@@ -12,7 +12,7 @@ SQLITE_BUSY_TIMEOUT).
    90 days ending now), replacing earlier `bench-*` calls (`--no-seed`: keep them),
    as raw rows drawn with NumPy and written by COPY (PostgreSQL) or one executemany
    transaction (SQLite), bench/seeding.py; then rebuilds the rollups (`rollups
-   rebuild`), reporting both rates. If llm_call held bench calls alone, it and
+   rebuild`, with the zones' day cells of `--rollup-zones`), reporting both rates. If llm_call held bench calls alone, it and
    usage_rollup were emptied at once (TRUNCATE) and llm_call's indexes built after
    the rows; else the bench calls were DELETEd, and the database is compacted
    (VACUUM [FULL]);
@@ -445,6 +445,9 @@ def parse_args():
                         help="keep the bench calls already stored instead of seeding new ones")
     parser.add_argument("--zones", type=zones.zone_list, default=zones.DEFAULT_ZONES,
                         help="IANA zones whose dashboards are measured (bench/zones.py); '' for none")
+    parser.add_argument("--rollup-zones", metavar="ZONE,ZONE,...",
+                        help="ROLLUP_ZONES of the service measured (app/local_days.py): the zones whose local "
+                             "days get cells; default: those of --zones but UTC, whose days have theirs; '' none")
     parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
     parser.add_argument("--ingest-batches", type=int, default=20,
                         help=f"batches of {BATCH} records to POST (and to insert raw)")
@@ -455,6 +458,9 @@ def parse_args():
 
 def main():
     args = parse_args()
+    # The service's setting, for this process (the rebuild) and gunicorn's workers alike.
+    os.environ["ROLLUP_ZONES"] = ",".join(name for name in args.zones if name != "UTC") \
+        if args.rollup_zones is None else args.rollup_zones
     app = create_app({"DATABASE_URL": args.database_url})
     url = app.config["DATABASE_URL"]
     now = dt.datetime.now(UTC).replace(microsecond=0)
@@ -463,7 +469,7 @@ def main():
     with app.app_context():
         sqlite = "" if isinstance(database.obj, PostgresqlDatabase) else \
             f" (synchronous={sqlite_pragmas()['synchronous']})"
-        print(f"database: {url}{sqlite}")
+        print(f"database: {url}{sqlite}; ROLLUP_ZONES={','.join(app.config['ROLLUP_ZONES']) or '(none)'}")
     by_scale, sizes_by_scale = {}, {}
     for number, calls in enumerate(scales):
         with app.app_context():

@@ -83,7 +83,9 @@ def rollups_rebuild():
     waits while a month is rebuilt (on SQLite, at most SQLITE_BUSY_TIMEOUT,
     then its POST answers 503 and should be retried). Memory holds one day's
     calls and one month's cells. The months that have ended are sealed
-    first (app/rollups.py): they get month cells, the current one not.
+    first (app/rollups.py): they get month cells, the current one not. The
+    zones ROLLUP_ZONES names get their day cells and are then read
+    (app/local_days.py); the cells of zones it no longer names are deleted.
     """
     rollups.seal()
     months = rollups.months_to_rebuild()
@@ -98,6 +100,8 @@ def rollups_rebuild():
     click.echo(f"Rebuilt {written} rollup cell(s) over {len(months)} month(s)." + (
         "" if horizon is None else f" Calls before {horizon.isoformat()} (the retention horizon) were pruned: "
                                    "their day cells were kept, and month cells recomputed from them."))
+    if current_app.config["ROLLUP_ZONES"]:
+        click.echo(f"Day cells ready in {', '.join(current_app.config['ROLLUP_ZONES'])} (ROLLUP_ZONES).")
 
 
 @rollups_cli.command("verify")

@@ -2,6 +2,7 @@
 and why: app/erasure.py."""
 from peewee import SQL, Select, fn
 
+from .. import local_days
 from ..db import database
 from ..models import ApiKey, Budget, LlmCall, Tenant, UsageRollup, WebhookDelivery, WebhookEndpoint, WebhookEvent
 from ..rollups import CELL_GRAINS, MODEL_DAY
@@ -64,10 +65,12 @@ def days_of(tenant_id):
 
 
 def cells_deleters(tenant_id):
-    """A KeysetDelete of the tenant's cells per grain, by start (index (tenant_id, grain, cell_start));
-    model_day cells hold no tenant's alone (`days_of`)."""
+    """A KeysetDelete of the tenant's cells per grain, by start (index (tenant_id, grain, cell_start)),
+    the named zones' day cells included (`remove_rest` deletes any other's); model_day cells hold no
+    tenant's alone (`days_of`)."""
+    grains = [grain for grain in CELL_GRAINS if grain != MODEL_DAY] + list(map(local_days.grain_of, local_days.named()))
     return [KeysetDelete(UsageRollup, (UsageRollup.tenant_id == tenant_id) & (UsageRollup.grain == grain),
-                         UsageRollup.cell_start) for grain in CELL_GRAINS if grain != MODEL_DAY]
+                         UsageRollup.cell_start) for grain in grains]
 
 
 def remove_rest(tenant_id):

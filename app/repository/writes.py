@@ -72,14 +72,15 @@ def add_calls(rows):
     statements = _insert_ignoring_duplicates(rows)
     budgets_read = budget_alerts.budgets_statement({row["tenant"] for row in rows})
     lock, read_sealed = rollups.sealing_statements()
+    open_grains = rollups.open_grains()
     with database.atomic():
         with pipelined([*lock, *statements, read_sealed, budgets_read]) as results:
-            open_cells, costs = rollups.cells_of(rows, rollups.OPEN_GRAINS), budget_alerts.costs_of(rows)
+            open_cells, costs = rollups.cells_of(rows, open_grains), budget_alerts.costs_of(rows)
         *_, sealed_rows, budgets = results
         created = _created_keys(statements, results[len(lock):len(lock) + len(statements)])
         stored = rows if len(created) == len(rows) else _created_rows(rows, created)
         if stored is not rows:
-            open_cells, costs = rollups.cells_of(stored, rollups.OPEN_GRAINS), budget_alerts.costs_of(stored)
+            open_cells, costs = rollups.cells_of(stored, open_grains), budget_alerts.costs_of(stored)
         sealed_before = rollups.sealed_before_of(sealed_rows)
         late = [row for row in stored if row["timestamp"] < sealed_before]
         cells = open_cells.joined(rollups.cells_of(late, MONTH_GRAINS)) if late else open_cells

@@ -16,7 +16,7 @@ from ...models import UsageRollup
 from ...rollups import MODEL_DAY, CellBuilder, following
 from ..retention import held_horizon
 from .cells import insert_cells, lock_cells
-from .rebuild import calls_between
+from .sources import calls_between
 
 
 def rebuild_model_days(days):

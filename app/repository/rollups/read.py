@@ -2,9 +2,10 @@
 import numpy as np
 from peewee import CTE, JOIN, SQL, Case, Select, fn
 
-from ... import retention, statistics
+from ... import local_days, retention, statistics
+from ...buckets import zone
 from ...db import database, fetch_all
-from ...models import UsageRollup, UsageRollupState
+from ...models import LlmCall, UsageRollup, UsageRollupState
 from ...rollups import (BEGINNING, END_OF_TIME, KEPT, METRICS, MODEL_DAY, OPEN_MONTH, TENANT_DAY, TENANT_MONTH, cover,
                         following, starts_between)
 from ...sketch import SketchSet
@@ -15,6 +16,7 @@ from ..scans import Scan, literals, values_list
 from . import quarter_parts
 from .cells import METRIC_SKETCHES
 from .rebuild import sealed_before_of_stored
+from .window_covers import in_zone, past_the_latest
 
 
 class RollupsNotBuilt(Exception):
@@ -45,12 +47,16 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     meeting pruned calls: retention.BeforeHorizon, before any but the first
     statement.
     """
-    needs_rebuild, sealed_before, first_month, last_month, pruned = _state_and_months()
+    needs_rebuild, sealed_before, first_month, last_month, pruned, zones, stored_days, latest = _state_and_months()
     if needs_rebuild:
         raise RollupsNotBuilt()
+    windows = past_the_latest(windows, latest)
     covers = [cover(start, end, sealed_before) for start, end in windows]
-    raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     by_model = quarter_parts.serves({*filters, *key_names, *sketch_names})
+    by_tenant = _grain("day", filters, key_names) == _grain("day", filters, sketch_names) == TENANT_DAY
+    if zones and by_tenant and not by_model:  # a zone's day cells, where they leave fewer raw rows
+        covers = in_zone(windows, covers, zones, stored_days)
+    raw_ranges = [(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
     parts = []
     if by_model:  # the edges' whole quarter hours from model_day cells
         raw_ranges, parts = quarter_parts.split(raw_ranges, pruned.horizon)
@@ -61,10 +67,15 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                    if grain != "month" or first_month is not None]
     # The days of months not sealed are those holding cells (the current
     # month's, a few later ones), not every day of the calendar to its end.
-    open_days = _days_from(sealed_before) if any(hi > sealed_before for _, _, _, hi in cell_ranges) else []
+    open_days = _days_from(sealed_before) if any(hi > sealed_before for _, grain, _, hi in cell_ranges
+                                                  if grain in ("day", OPEN_MONTH)) else []
 
     def starts(grain):
         """[(window index, cell start)] of the ranges of `grain`."""
+        if local_days.zone_of(grain):
+            tz = zone(local_days.zone_of(grain))
+            return [(i, start) for i, g, lo, hi in cell_ranges if g == grain
+                    for start in local_days.day_starts(lo, hi, tz)]
         if grain == "month":
             return [(i, start) for i, g, lo, hi in cell_ranges if g == grain for start in starts_between(lo, hi, grain)]
         return [(i, start) for i, g, lo, hi in cell_ranges if g == grain
@@ -80,8 +91,10 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                   if by_model and (pruned.horizon is None or day >= pruned.horizon)]
     if model_days:
         day_starts = [(i, day) for i, day in day_starts if pruned.horizon is not None and day < pruned.horizon]
+    zone_grains = {grain: starts(grain) for _, grain, _, _ in cell_ranges if local_days.zone_of(grain)}
     plan = [(_grain(grain, filters, key_names), grain_starts, _grain(grain, filters, sketch_names), grain_starts)
-            for grain, grain_starts in (("day", day_starts), ("month", month_starts), (MODEL_DAY, model_days))]
+            for grain, grain_starts in (("day", day_starts), ("month", month_starts), (MODEL_DAY, model_days),
+                                        *zone_grains.items())]
     cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
 
@@ -147,7 +160,11 @@ def reads_cells(windows, names):
     if quarter_parts.serves(names):
         return any(quarter_parts.split([(0, start or BEGINNING, end or END_OF_TIME)], None)[1]
                    for start, end in windows)
-    return any(cover(start, end).cells for start, end in windows)
+    if any(cover(start, end).cells for start, end in windows):
+        return True
+    return set(names) <= set(KEPT[TENANT_DAY]) and any(
+        local_days.cover(start, end, zone(name)) for name in local_days.named()
+        for start, end in windows if start is not None and end is not None)
 
 
 def _add_quarter_parts(found, width, cells, sketches, number_of):
@@ -169,21 +186,30 @@ def _add_quarter_parts(found, width, cells, sketches, number_of):
 def _state_and_months():
     """(needs rebuild, the first month without month cells (END_OF_TIME
     while none was sealed), the first and last month holding cells, or
-    None, the retention.Pruned): one statement. Cells an older version
+    None, the retention.Pruned, the ready zones' {name: whole from} that
+    ROLLUP_ZONES names, (first day, end of the last day) holding day cells
+    when it names any, else None, and the latest call's timestamp or None):
+    one statement, each extreme one index descent. Cells an older version
     wrote past END_OF_TIME are never read: counting them, one call dated
     9999-12-31 made every answer of all history list 95,000 months."""
-    def month_cell(pick):
+    def cell(pick, grain):
         return (UsageRollup.select(pick(UsageRollup.cell_start))
-                .where((UsageRollup.grain == "month") & (UsageRollup.cell_start < END_OF_TIME)))
+                .where((UsageRollup.grain == grain) & (UsageRollup.cell_start < END_OF_TIME)))
+    # The first and last day cells only where zones' cells may be read (`_in_zone`).
+    days = [cell(fn.MIN, "day"), cell(fn.MAX, "day")] if local_days.named() else []
     row = (UsageRollupState
-           .select(UsageRollupState.needs_rebuild, UsageRollupState.sealed_before, month_cell(fn.MIN),
-                   month_cell(fn.MAX), *pruned_columns())
+           .select(UsageRollupState.needs_rebuild, UsageRollupState.sealed_before, UsageRollupState.zone_cells,
+                   LlmCall.select(fn.MAX(LlmCall.timestamp)), cell(fn.MIN, "month"), cell(fn.MAX, "month"),
+                   *pruned_columns(), *days)
            .tuples()
            .get())
-    needs_rebuild, sealed_before, first, last, horizon, pruned_from = row
-    first, last = (None if value is None else UsageRollup.cell_start.python_value(value) for value in (first, last))
+    needs_rebuild, sealed_before, zone_cells, latest, *starts, horizon, pruned_from = row[:8]
+    first, last, *days = (None if value is None else UsageRollup.cell_start.python_value(value)
+                          for value in starts + list(row[8:]))
+    stored_days = (days[0], following(days[1], "day")) if days and days[0] is not None else None
     return (bool(needs_rebuild), sealed_before_of_stored(sealed_before), first, last,
-            pruned_of(horizon, pruned_from))
+            pruned_of(horizon, pruned_from), local_days.readable(local_days.ready_of(zone_cells)), stored_days,
+            None if latest is None else LlmCall.timestamp.python_value(latest))
 
 
 def _days_from(start):

@@ -6,15 +6,20 @@ replaced, and they stand for their calls in the cells of their month
 (`recomputed`). So `verify` compares cells with calls from the horizon on,
 and before it checks that month cells hold exactly their day cells.
 """
+from itertools import chain
+
 from peewee import PostgresqlDatabase, Select
 
+from ... import local_days
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
 from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, TENANT_DAY, TENANT_MONTH,
                         CellBuilder, CellNumbers, CellTable, following, merged)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
-from .cells import KEY_COLUMNS, NUMBERS, SKETCHES, insert_cells, lock_cells
+from . import zone_days
+from .cells import insert_cells, lock_cells
+from .sources import calls_between, stored_cells
 
 # The cells of days before the retention horizon, kept when their calls are
 # pruned: the model_day ones go with their calls (model_days.py).
@@ -22,8 +27,11 @@ PRUNED_DAY_GRAINS = ("day", TENANT_DAY)
 
 
 def mark_rebuilt():
-    """Every month is rebuilt: cells hold every call."""
+    """Every month is rebuilt: cells hold every call, and the zones
+    ROLLUP_ZONES names have theirs (`zone_days`: the cells of the others go)."""
     UsageRollupState.update(needs_rebuild=False).execute()
+    zone_days.forget_unnamed()
+    zone_days.mark_ready(pruned().horizon)
 
 
 def months_to_rebuild():
@@ -113,7 +121,7 @@ def months_of_stored_days(start, end):
     """({key: CellNumbers}, {key: sketches}) of the month and tenant_month
     cells that the stored day cells in [start, end), days of one month, add up to."""
     cells, parts = {}, []
-    for (_, day, tenant, operation, model, status, error_class), (numbers, sketches) in _stored(
+    for (_, day, tenant, operation, model, status, error_class), (numbers, sketches) in stored_cells(
             ("day",), start, end).items():  # tenant_month from day cells: before the horizon, as pruning left them
         month = rollup_floor(day, "month")
         day_cell = CellNumbers.of(*numbers)
@@ -125,42 +133,26 @@ def months_of_stored_days(start, end):
     return cells, merged(*parts)
 
 
-CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,
-               "status": LlmCall.status, "error_class": LlmCall.error_class,
-               "timestamp": LlmCall.timestamp, "cost_micro_usd": LlmCall.cost_micro_usd,
-               "call_duration_ms": LlmCall.call_duration_ms, "input_tokens": LlmCall.input_tokens,
-               "output_tokens": LlmCall.output_tokens}
-
-
-def calls_between(start, end, model=None):
-    """llm_call rows (dicts of the fields cells need) with start <= timestamp
-    < end, of `model` only if given."""
-    where = (LlmCall.timestamp >= start) & (LlmCall.timestamp < end)
-    if model is not None:
-        where &= LlmCall.model == model
-    query = (LlmCall
-             .select(*CALL_FIELDS.values())
-             .where(where)
-             .tuples())
-    names = list(CALL_FIELDS)
-    return (dict(zip(names, row)) for row in query.iterator())
-
-
 def rebuild_month(month):
     """Replace the cells of `month` by cells recomputed from llm_call, in one
     transaction that keeps ingestion from changing them meanwhile (its
     writes wait), and prunes from recording a later horizon. Day cells
-    and tenant_day cells before the retention horizon are kept (`recomputed`). Returns the number
-    of cells written."""
+    and tenant_day cells before the retention horizon are kept (`recomputed`),
+    and so are the zones' cells (app/local_days.py), whose local days the
+    month owns are recomputed too (`zone_days`). Returns the number of cells
+    written."""
     with database.atomic():
         lock_cells()
         horizon = held_horizon()
-        replaced = (UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
+        replaced = ((UsageRollup.cell_start >= month) & (UsageRollup.cell_start < following(month, "month"))
+                    & ~UsageRollup.grain.startswith(local_days.PREFIX))  # zone_days: the days it owns
         if horizon is not None:
             replaced &= UsageRollup.grain.not_in(PRUNED_DAY_GRAINS) | (UsageRollup.cell_start >= horizon)
         UsageRollup.delete().where(replaced).execute()
+        zone_days.delete_owned(month, horizon)
         written = 0
-        for _, _, _, cells in recomputed(month, horizon, month < sealed_before()):
+        for *_, cells in chain(recomputed(month, horizon, month < sealed_before()),
+                               zone_days.recomputed(month, horizon)):
             insert_cells(CellTable.of({key: cell for key, (cell, _) in cells.items()},
                                       {key: sketches for key, (_, sketches) in cells.items()}))
             written += len(cells)
@@ -176,7 +168,7 @@ def differences(month):
     with database.atomic(**snapshot):
         sealed = month < sealed_before()
         for grains, start, end, cells in recomputed(month, pruned().horizon, sealed):
-            stored = _stored(grains, start, end)
+            stored = stored_cells(grains, start, end)
             for key in sorted(set(cells) | set(stored)):
                 if key not in stored:
                     found.append((key, "missing"))
@@ -189,19 +181,5 @@ def differences(month):
                         found.append((key, f"numbers {stored[key][0]} != {cell.numbers()}"))
                     elif list(sketches) != stored[key][1]:
                         found.append((key, "sketches differ"))
+        found += zone_days.differences(month, pruned().horizon)
     return found
-
-
-def _stored(grains, start, end):
-    """{key: (numbers, sketches)} of the stored cells of `grains` starting in
-    [start, end), their sketches merged into one piece each (as rebuilt)."""
-    columns = [getattr(UsageRollup, name) for name in KEY_COLUMNS + NUMBERS + SKETCHES]
-    query = (UsageRollup
-             .select(*columns)
-             .where(UsageRollup.grain.in_(grains) & (UsageRollup.cell_start >= start)
-                    & (UsageRollup.cell_start < end))
-             .tuples())
-    width, count = len(KEY_COLUMNS), len(NUMBERS)
-    rows = {tuple(row[:width]): row[width:] for row in query.iterator()}
-    sketches = merged({key: [bytes(s) for s in row[count:]] for key, row in rows.items()})
-    return {key: (list(row[:count]), sketches[key]) for key, row in rows.items()}

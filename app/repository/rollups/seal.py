@@ -9,10 +9,12 @@ before it; the first batch that finds a month ended since seals it
 """
 from peewee import PostgresqlDatabase
 
+from ... import local_days
 from ...db import database
 from ...models import UsageRollup, UsageRollupState, utcnow
 from ...rollups import DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, CellTable
 from ...rollups import floor as rollup_floor
+from . import zone_days
 from .cells import insert_cells, lock_cells
 from .rebuild import months_of_stored_days, sealed_before, sealed_before_of_stored
 
@@ -32,13 +34,22 @@ def sealing_statements():
     its one write lock, taken by the INSERT, does the same."""
     lock = ("LOCK TABLE usage_rollup IN ROW EXCLUSIVE MODE", [])
     return [lock] if isinstance(database.obj, PostgresqlDatabase) else [], \
-        ("SELECT sealed_before FROM usage_rollup_state", [])
+        ("SELECT sealed_before, zone_cells FROM usage_rollup_state", [])
+
+
+def open_grains():
+    """The grains ingestion writes for every call: OPEN_GRAINS, and the day
+    cells of the zones ROLLUP_ZONES names (app/local_days.py)."""
+    return OPEN_GRAINS + tuple(local_days.grain_of(name) for name in local_days.named())
 
 
 def sealed_before_of(rows):
     """The first month without month cells, from the rows of the last of
-    `sealing_statements` (`sealed_before_of_stored`)."""
-    (value,), = rows
+    `sealing_statements` (`sealed_before_of_stored`); and, in the
+    transaction that reads it, the ready zones' cells that this worker does
+    not keep are marked as not ready (`zone_days.unready_unnamed`)."""
+    (value, zone_cells), = rows
+    zone_days.unready_unnamed(zone_cells)
     return sealed_before_of_stored(UsageRollupState.sealed_before.python_value(value))
 
 
