@@ -17,7 +17,7 @@ from app import create_app
 from app.db import ConfigurationError
 from app.models import UsageRollup
 from app.repository.rollups import zone_days
-from data import UTC, store
+from data import UTC, record, store
 from test_rollups import stored, stored_cells  # noqa: F401 (stored)
 from test_rollups_in_every_zone import WINDOWS, check_series, delete_raw_calls, site  # noqa: F401 (site)
 
@@ -143,3 +143,24 @@ def test_a_setting_that_cannot_work_stops_the_service(tmp_path, value, named):
     with pytest.raises(ConfigurationError, match="ROLLUP_ZONES") as error:
         create_app({"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", "ROLLUP_ZONES": value})
     assert named in str(error.value)
+
+
+def test_local_days_across_a_month_end_are_rebuilt_whole(app, runner, keys):
+    """Calls just after two UTC month starts: in Kolkata and Kathmandu their
+    local day began in the month before, which holds no call; in St. John's
+    the local day of the last of February holds one call of March."""
+    keys.tenant("t-a")
+    records = [record("t-a", dt.datetime(2026, 2, 1, 0, 10, tzinfo=UTC)),
+               record("t-a", dt.datetime(2026, 3, 1, 1, 0, tzinfo=UTC), status="error"),
+               record("t-a", dt.datetime(2026, 2, 28, 12, 0, tzinfo=UTC))]
+    store(app, records)
+    with app.app_context():
+        UsageRollup.delete().where(UsageRollup.grain.startswith("day@")).execute()
+    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
+    later = [record("t-a", dt.datetime(2026, 2, 1, 3, 0, tzinfo=UTC), duration=7),
+             record("t-a", dt.datetime(2026, 2, 28, 23, 59, tzinfo=UTC), duration=70_000)]
+    store(app, later)  # appended to the rebuilt cells as pieces: verify merges them
+    for zone in ZONES:
+        assert stored_cells(app, "day@" + zone) == expected_zone_cells(records + later, zone), zone
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output

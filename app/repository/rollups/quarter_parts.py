@@ -20,7 +20,6 @@ import numpy as np
 from peewee import SQL
 
 from ... import quarters
-from ...db import database
 from ...models import UsageRollup
 from ...rollups import END_OF_TIME, KEPT, METRICS, MODEL_DAY, following
 from ...rollups import floor as rollup_floor

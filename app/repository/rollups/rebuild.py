@@ -6,8 +6,6 @@ replaced, and they stand for their calls in the cells of their month
 (`recomputed`). So `verify` compares cells with calls from the horizon on,
 and before it checks that month cells hold exactly their day cells.
 """
-from itertools import chain
-
 from peewee import PostgresqlDatabase, Select
 
 from ... import local_days
@@ -86,12 +84,14 @@ def sealed_before_of_stored(value):
     return END_OF_TIME if value is None else value
 
 
-def recomputed(month, horizon=None, sealed=True):
+def recomputed(month, horizon=None, sealed=True, zones=None):
     """The cells of `month` recomputed from llm_call, a UTC day at a time.
 
     Yields (grains, start, end, {key: (CellNumbers, sketches)}): the cells of
     each day (DAY_GRAINS), then the month's cells (MONTH_GRAINS; a month not
-    `sealed` has none). Memory:
+    `sealed` has none), then per zone of `zones` ({name: whole from}, default
+    those ROLLUP_ZONES names) the day cells the month owns
+    (zone_days.OwnedCells). Memory:
     one day's calls and the month's cells. The days before `horizon` (a UTC
     midnight: the retention horizon) are not yielded: their stored day cells
     are added to the month's cells instead of their pruned calls.
@@ -102,19 +102,31 @@ def recomputed(month, horizon=None, sealed=True):
         day = min(horizon, month_end)
         if sealed:
             month_cells, month_sketches = months_of_stored_days(month, day)
+    zone_cells = zone_days.OwnedCells(month, horizon, {name: None for name in local_days.named()}
+                                      if zones is None else zones)
+    first_day = day
     while day < month_end:
         next_day = following(day, "day")
-        builder, month_builder = CellBuilder(DAY_GRAINS), CellBuilder(MONTH_GRAINS if sealed else ())
+        builder = CellBuilder(DAY_GRAINS + zone_cells.grains)
+        month_builder = CellBuilder(MONTH_GRAINS if sealed else ())
         for row in calls_between(day, next_day):
             builder.add(row)
             month_builder.add(row)
-        sketches = builder.sketches()
-        yield DAY_GRAINS, day, next_day, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
+        cells, sketches = builder.cells(), builder.sketches()
+        yield DAY_GRAINS, day, next_day, {key: (cell, sketches[key]) for key, cell in cells.items()
+                                          if key[0] in DAY_GRAINS}
+        zone_cells.add(cells, sketches)
         for key, cell in month_builder.cells().items():
             month_cells.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins, cell.maxs)
         month_sketches = merged(month_sketches, month_builder.sketches())
         day = next_day
     yield MONTH_GRAINS, month, month_end, {key: (cell, month_sketches[key]) for key, cell in month_cells.items()}
+    for lo, hi in zone_cells.edges(first_day, month_end):
+        builder = CellBuilder(zone_cells.grains)
+        for row in calls_between(lo, hi):
+            builder.add(row)
+        zone_cells.add(builder.cells(), builder.sketches())
+    yield from zone_cells.results()
 
 
 def months_of_stored_days(start, end):
@@ -151,8 +163,7 @@ def rebuild_month(month):
         UsageRollup.delete().where(replaced).execute()
         zone_days.delete_owned(month, horizon)
         written = 0
-        for *_, cells in chain(recomputed(month, horizon, month < sealed_before()),
-                               zone_days.recomputed(month, horizon)):
+        for *_, cells in recomputed(month, horizon, month < sealed_before()):
             insert_cells(CellTable.of({key: cell for key, (cell, _) in cells.items()},
                                       {key: sketches for key, (_, sketches) in cells.items()}))
             written += len(cells)
@@ -167,7 +178,9 @@ def differences(month):
     snapshot = {"isolation_level": "REPEATABLE READ"} if isinstance(database.obj, PostgresqlDatabase) else {}
     with database.atomic(**snapshot):
         sealed = month < sealed_before()
-        for grains, start, end, cells in recomputed(month, pruned().horizon, sealed):
+        # The zones read, from where their cells are whole (app/local_days.py).
+        zones = local_days.readable(zone_days.ready())
+        for grains, start, end, cells in recomputed(month, pruned().horizon, sealed, zones):
             stored = stored_cells(grains, start, end)
             for key in sorted(set(cells) | set(stored)):
                 if key not in stored:
@@ -181,5 +194,4 @@ def differences(month):
                         found.append((key, f"numbers {stored[key][0]} != {cell.numbers()}"))
                     elif list(sketches) != stored[key][1]:
                         found.append((key, "sketches differ"))
-        found += zone_days.differences(month, pruned().horizon)
     return found

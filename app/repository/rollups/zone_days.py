@@ -1,21 +1,18 @@
 """SQL of the day cells of named zones (app/local_days.py): which zones are
-ready, and rebuilding and verifying their cells.
+ready, and the cells a month's rebuild recomputes.
 
 A UTC month's rebuild recomputes the zone cells starting from the local
 midnight at or before its first instant to the one at or before its end,
 both included (`owned`): every call of the month is in one of them, and
 the cell both neighbouring months own is recomputed by each, the same way.
 Before the retention horizon the calls were pruned: no cell starting there
-is recomputed, replaced or compared.
+is recomputed, replaced or compared (`rebuild.recomputed`, `rebuild.differences`).
 """
-import datetime as dt
-
 from ... import local_days
 from ...buckets import unit_containing, zone
 from ...db import database
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import CellBuilder, following
-from .sources import calls_between, stored_cells
+from ...rollups import CellNumbers, following, merged
 
 
 def ready():
@@ -54,59 +51,64 @@ def mark_ready(horizon):
         {name: stored[name] if name in stored else horizon for name in local_days.named()})).execute()
 
 
-def owned(month, horizon):
-    """[(zone name, [(start, end)] of its local days)] that the rebuild of `month` recomputes."""
-    found = []
-    for name in local_days.named():
+def owned(month, horizon, zones):
+    """{grain: [(start, end)] of its local days} that the rebuild of `month`
+    recomputes, per zone of `zones` ({name: whole from, or None}), from the
+    retention `horizon` and its whole from on."""
+    found = {}
+    for name, whole_from in zones.items():
         tz = zone(name)
         lo = unit_containing(month, "day", tz)[0]
-        if horizon is not None:
-            lo = max(lo, local_days.midnight_at_or_after(horizon, tz))
+        for bound in (horizon, whole_from):
+            if bound is not None:
+                lo = max(lo, local_days.midnight_at_or_after(bound, tz))
         last = unit_containing(following(month, "month"), "day", tz)[0]
         starts = local_days.day_starts(lo, last, tz) + ([last] if last >= lo else [])
-        found.append((name, [(start, unit_containing(start, "day", tz)[1]) for start in starts]))
+        if starts:
+            found[local_days.grain_of(name)] = [(start, unit_containing(start, "day", tz)[1]) for start in starts]
     return found
 
 
-def recomputed(month, horizon):
-    """Yields (grain, start, {key: (CellNumbers, sketches)}): each owned local day's cells from llm_call."""
-    for name, days in owned(month, horizon):
-        grain = local_days.grain_of(name)
-        for start, end in days:
-            builder = CellBuilder((grain,))
-            for row in calls_between(start, end):
-                builder.add(row)
-            sketches = builder.sketches()
-            yield grain, start, {key: (cell, sketches[key]) for key, cell in builder.cells().items()}
+class OwnedCells:
+    """The zones' cells that a month's rebuild owns (`owned`), added up from
+    the calls of its UTC days as `rebuild.recomputed` reads them (`add`), and
+    of the ranges outside those days that they hold (`edges`): the calls are
+    read once for every grain, not once more per zone."""
+
+    def __init__(self, month, horizon, zones):
+        self.days = owned(month, horizon, zones)
+        self.grains = tuple(self.days)
+        self._starts = {grain: {start for start, _ in days} for grain, days in self.days.items()}
+        self._numbers, self._parts = {}, []
+
+    def add(self, cells, sketches):
+        """Add the owned zones' cells among a CellBuilder's `cells()` and `sketches()`."""
+        part = {}
+        for key, cell in cells.items():
+            if key[1] in self._starts.get(key[0], ()):
+                self._numbers.setdefault(key, CellNumbers()).add(cell.calls, cell.cost, cell.sums, cell.mins,
+                                                                 cell.maxs)
+                part[key] = sketches[key]
+        self._parts.append(part)
+
+    def edges(self, lo, hi):
+        """The ranges outside [lo, hi), the UTC days read, that hold calls of owned cells."""
+        first = min((days[0][0] for days in self.days.values()), default=lo)
+        last = max((days[-1][1] for days in self.days.values()), default=hi)
+        return [(a, b) for a, b in ((first, lo), (hi, last)) if a < b]
+
+    def results(self):
+        """Yields ((grain,), first start, end of the last day, {key: (CellNumbers,
+        sketches)}) per zone: its owned cells are those starting in that range."""
+        sketches = merged(*self._parts)
+        for grain, days in self.days.items():
+            yield (grain,), days[0][0], days[-1][1], {key: (cell, sketches[key]) for key, cell in self._numbers.items()
+                                                      if key[0] == grain}
 
 
 def delete_owned(month, horizon):
-    """Delete the cells `recomputed` replaces (the caller holds the cells' lock)."""
-    for name, days in owned(month, horizon):
-        if days:
-            (UsageRollup.delete()
-             .where((UsageRollup.grain == local_days.grain_of(name))
-                    & UsageRollup.cell_start.in_([start for start, _ in days]))
-             .execute())
-
-
-def differences(month, horizon):
-    """[(key, reason)] where stored zone cells of `month` differ from
-    `recomputed` ones, for the ready zones from where they are whole."""
-    ready_zones, found = local_days.readable(ready()), []
-    for grain, start, cells in recomputed(month, horizon):
-        name = local_days.zone_of(grain)
-        if name not in ready_zones or (ready_zones[name] is not None and start < ready_zones[name]):
-            continue
-        stored = stored_cells((grain,), start, start + dt.timedelta(microseconds=1))
-        for key in sorted(set(cells) | set(stored)):
-            if key not in stored:
-                found.append((key, "missing"))
-            elif key not in cells:
-                found.append((key, "has no calls"))
-            elif cells[key][0].numbers() != stored[key][0]:
-                found.append((key, f"numbers {stored[key][0]} != {cells[key][0].numbers()}"))
-            elif list(cells[key][1]) != stored[key][1]:
-                found.append((key, "sketches differ"))
-    return found
-
+    """Delete the zones' cells the rebuild of `month` replaces (the caller holds the cells' lock)."""
+    for grain, days in owned(month, horizon, {name: None for name in local_days.named()}).items():
+        (UsageRollup.delete()
+         .where((UsageRollup.grain == grain) & UsageRollup.cell_start.in_([start for start, _ in days]))
+         .execute())
