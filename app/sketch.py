@@ -174,8 +174,14 @@ def added_up(groups, bins, counts):
         codes = np.flatnonzero(dense)
         counts = dense[codes].astype(np.int64)
     else:
-        codes, at = np.unique(codes, return_inverse=True)
-        counts = np.bincount(at.ravel(), weights=counts, minlength=len(codes)).astype(np.int64)
+        # A stable sort (timsort) merges the sorted runs that sketches read
+        # from cells are, and adds no inverse index: the 1.3M pairs of a
+        # 90-day series by tenant at 1M calls took 24 ms, against 103 with
+        # np.unique(return_inverse=True) (and 160 against 170 shuffled).
+        order = np.argsort(codes, kind="stable")
+        codes, counts = codes[order], counts[order]
+        starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+        codes, counts = codes[starts], np.add.reduceat(counts, starts)
         if (counts == 0).any():  # all taken out again (`add_pairs`)
             codes, counts = codes[counts != 0], counts[counts != 0]
     return codes // len(LOWS), codes % len(LOWS), counts

@@ -91,7 +91,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                   if by_model and (pruned.horizon is None or day >= pruned.horizon)]
     if model_days:
         day_starts = [(i, day) for i, day in day_starts if pruned.horizon is not None and day < pruned.horizon]
-    zone_grains = {grain: starts(grain) for _, grain, _, _ in cell_ranges if local_days.zone_of(grain)}
+    zone_grains = {grain: starts(grain) for grain in {g for _, g, _, _ in cell_ranges if local_days.zone_of(g)}}
     plan = [(_grain(grain, filters, key_names), grain_starts, _grain(grain, filters, sketch_names), grain_starts)
             for grain, grain_starts in (("day", day_starts), ("month", month_starts), (MODEL_DAY, model_days),
                                         *zone_grains.items())]
