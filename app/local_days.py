@@ -43,8 +43,7 @@ from . import buckets
 from .db import ConfigurationError
 
 PREFIX = "day@"
-MAX_ZONES = 8  # each costs ingestion about 100 cell writes per backfill batch
-UTC = dt.timezone.utc
+MAX_ZONES = 8  # each costs ingestion about 200 cell writes per backfill batch
 DAY = dt.timedelta(days=1)
 # Shorter than any local day but a few days history skipped (Pacific/Apia,
 # 2011-12-30): such a day is then raw rows, which hold the same calls.

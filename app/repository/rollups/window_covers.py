@@ -38,14 +38,13 @@ def in_zone(windows, covers, zones, stored_days):
         tz, grain, zone_covers = zone(name), local_days.grain_of(name), []
         for start, end in windows:
             lo, hi = max(start or BEGINNING, first), min(end or END_OF_TIME, last)
-            found = local_days.cover(lo, hi, tz, whole_from) if lo < hi else ((), ())
-            if found is None:
-                zone_covers.append(Cover((), ((lo, hi),)))
-            elif not found[0]:
-                zone_covers.append(Cover((), ()))
+            found = local_days.cover(lo, hi, tz, whole_from) if lo < hi else None
+            if found is None:  # no whole local day: raw rows, if anything is stored there
+                zone_covers.append(Cover((), ((lo, hi),) if lo < hi else ()))
             else:
                 (cells_lo, cells_hi), raw = found
                 zone_covers.append(Cover(((grain, cells_lo, cells_hi),), raw))
-        if raw_seconds(zone_covers) < fewest:
-            best, fewest = zone_covers, raw_seconds(zone_covers)
+        seconds = raw_seconds(zone_covers)
+        if seconds < fewest:
+            best, fewest = zone_covers, seconds
     return best
