@@ -18,7 +18,8 @@ from app.db import ConfigurationError
 from app.models import UsageRollup
 from app.repository.rollups import zone_days
 from data import UTC, record, store
-from test_rollups import stored, stored_cells  # noqa: F401 (stored)
+from expected import expected_stats
+from test_rollups import get, stored, stored_cells, window_params  # noqa: F401 (stored)
 from test_rollups_in_every_zone import WINDOWS, check_series, delete_raw_calls, site  # noqa: F401 (site)
 
 ZONES = ("Europe/Berlin", "America/St_Johns", "Asia/Kolkata", "Asia/Kathmandu")
@@ -164,3 +165,63 @@ def test_local_days_across_a_month_end_are_rebuilt_whole(app, runner, keys):
         assert stored_cells(app, "day@" + zone) == expected_zone_cells(records + later, zone), zone
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0, result.output
+
+
+def test_all_usage_takes_the_tenants_percentiles_from_the_zones_cells(app, client, runner, site):
+    """/v1/usage/all over local days of Kolkata up to its first midnight after
+    the latest call: its totals by operation and model are UTC day cells and
+    the raw calls of the first part-day (18:30 to 24:00 UTC), the tenants'
+    percentiles the zone's day cells, raw rows none. Calls as quick as the
+    tenant's quickest in that part-day, their raw rows then deleted: the
+    percentiles still count them, the totals do not."""
+    records, superuser = site
+    zone = "Asia/Kolkata"
+    end = local_midnight(max(r["timestamp"] for r in records) + dt.timedelta(days=1), zone)
+    start = end - dt.timedelta(days=20)
+    part_day_end = (start + dt.timedelta(days=1)).replace(hour=0, minute=0)
+    quickest = min((r for r in records
+                    if r["tenant_id"] == "t-a" and r["status"] == "ok" and part_day_end <= r["timestamp"] < end),
+                   key=lambda r: r["call_duration_ms"])
+    quick = [dict(quickest, call_id=str(uuid.uuid4()), timestamp=start + dt.timedelta(hours=1, minutes=n))
+             for n in range(60)]
+    store(app, quick)
+    records = records + quick
+    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
+    assert delete_raw_calls(app, start, part_day_end) >= len(quick)
+    kept = [r for r in records if not start <= r["timestamp"] < part_day_end]
+    body = get(client, "/v1/usage/all", superuser, **window_params(start, end), percentiles="approximate")
+    tenants = {t["tenant_id"]: t for t in body["tenants"]}
+    assert set(tenants) == {r["tenant_id"] for r in records if start <= r["timestamp"] < end}
+    for tenant_id, found in tenants.items():
+        every_call, raw_left = (expected_stats(chosen, tenant_id, start, end) for chosen in (records, kept))
+        for name in ("total_calls", "by_operation", "by_model"):
+            assert found[name] == raw_left[name], (tenant_id, name)
+        for metric in ("call_duration", "input_tokens", "output_tokens"):
+            for stat, value in every_call[metric].items():
+                if stat.startswith("p"):
+                    assert abs(float(found[metric][stat]) - value) <= 0.01 * value, (tenant_id, metric, stat)
+    without_quick = expected_stats(kept, "t-a", start, end)["call_duration"]["p50"]
+    assert float(tenants["t-a"]["call_duration"]["p50"]) < 0.5 * without_quick  # the quick calls, from cells alone
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "Asia/Kathmandu"])
+def test_a_series_of_every_tenant_by_local_day_reads_the_zones_cells(app, client, runner, site, zone):
+    """Grouped by nothing or by status, a zone's day cells serve every
+    bucket they cover whole, where model_day cells would add up quarter
+    hours; the buckets at the window's odd ends still come from model_day
+    cells and raw calls. With every model_day cell of the whole local days
+    and their raw calls deleted, the series holds every call."""
+    records, superuser = site
+    start, end, unit = WINDOWS[1]
+    inside = whole_local_days(start, end, zone)
+    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
+    assert delete_raw_calls(app, *inside) > 0
+    first_whole_utc_day = (inside[0] + dt.timedelta(days=1)).replace(hour=0, minute=0)
+    with app.app_context():
+        deleted = (UsageRollup.delete()
+                   .where((UsageRollup.grain == "model_day") & (UsageRollup.cell_start >= first_whole_utc_day)
+                          & (UsageRollup.cell_start < inside[1].replace(hour=0, minute=0)))
+                   .execute())
+    assert deleted > 0
+    for group_by in ((), ("status",)):
+        check_series(client, superuser, records, start, end, unit, zone, group_by, {})
