@@ -168,23 +168,33 @@ class Cell:
 
 def numbers(cell):
     """The numbers of a statistics object (all a series group holds)."""
-    return numbers_of_cells([cell])[0]
+    totals, metrics = cell.totals, cell.metrics
+    ok_calls = metrics[METRICS[0]].count  # every metric is over the same ok records
+    row = [totals.total_calls, totals.failed_calls, ok_calls, totals.cost_micro_usd]
+    for name in METRICS:
+        row += [metrics[name].total, metrics[name].minimum, metrics[name].maximum]
+    for name in METRICS:
+        row += [metrics[name].percentiles[pct] if ok_calls else None for pct in PERCENTILES]
+    return numbers_of_rows([row], 0)[0]
 
 
-def numbers_of_cells(cells):
-    """[`numbers`] of each of many Cells, worked out together
-    (`numbers_of_rows`): a series by tenant over 90 days has 4,500 groups."""
+def numbers_of_estimates(totals, percentiles):
+    """[(key, `numbers`)] of many groups (a series by tenant over 90 days has
+    4,500) from {key: aggregates} (count, failed count, ok count, ok cost,
+    then each metric's sum, minimum and maximum over ok records) and the
+    estimated percentiles {key: {metric: {pct: value}}}, each moved within
+    its metric's [minimum, maximum] as `MetricTotals.set_percentiles` moves
+    it: no Cell per group."""
     rows = []
-    for cell in cells:
-        totals, metrics = cell.totals, cell.metrics
-        ok_calls = metrics[METRICS[0]].count  # every metric is over the same ok records
-        row = [totals.total_calls, totals.failed_calls, ok_calls, totals.cost_micro_usd]
-        for name in METRICS:
-            row += [metrics[name].total, metrics[name].minimum, metrics[name].maximum]
-        for name in METRICS:
-            row += [metrics[name].percentiles[pct] if ok_calls else None for pct in PERCENTILES]
+    for key, aggregates in totals.items():
+        row, estimates, ok_calls = list(aggregates), percentiles.get(key, {}), aggregates[2]
+        for m, name in enumerate(METRICS):
+            low, high = aggregates[5 + 3 * m], aggregates[6 + 3 * m]
+            for pct in PERCENTILES:
+                value = estimates[name][pct] if ok_calls else None
+                row.append(value if value is None or low <= value <= high else float(min(max(value, low), high)))
         rows.append(row)
-    return numbers_of_rows(rows, 0)
+    return list(zip(totals, numbers_of_rows(rows, 0)))
 
 
 # The metrics whose summary includes their total (tokens; a sum of durations means nothing).

@@ -71,10 +71,10 @@ class PeeweeUsageRepository:
     def tenant_usage(self, tenant_id, window, precision="exact"):
         """The statistics object of one tenant: one statement (four approximate)."""
         if _approximate(precision, [window], ("tenant_id", "operation", "model")):
-            cells, (percentiles,) = rollups.approximate(
+            totals, (percentiles,) = rollups.approximate(
                 {"tenant_id": [tenant_id]}, ("operation", "model"), [(window.start, window.end)], (),
                 [lambda key: ()])
-            cell, breakdowns = _merged((key[1:], c) for key, c in cells.items())
+            cell, breakdowns = _merged((key[1:], c) for key, c in _cells(totals).items())
             _set_percentiles(cell, percentiles.get(()))
             return statistics.usage_stats(tenant_id, cell, breakdowns)
         _refuse_pruned([window])
@@ -89,10 +89,10 @@ class PeeweeUsageRepository:
         """(per-tenant statistics sorted by tenant_id, grand total): two
         statements (four approximate)."""
         if _approximate(precision, [window], ("tenant_id", "operation", "model")):
-            cells, (tenant_percentiles, total_percentiles) = rollups.approximate(
+            totals, (tenant_percentiles, total_percentiles) = rollups.approximate(
                 {}, ("tenant_id", "operation", "model"), [(window.start, window.end)], ("tenant_id",),
                 [lambda key: (key[1],), lambda key: ()])
-            return _all_usage({key[1:]: c for key, c in cells.items()},
+            return _all_usage({key[1:]: c for key, c in _cells(totals).items()},
                               tenant_percentiles, total_percentiles.get(()))
         _refuse_pruned([window])
         where = _in_window(window)
@@ -108,11 +108,9 @@ class PeeweeUsageRepository:
         `filters`: {column name: [values]}, each meaning any of the values.
         """
         if _approximate(precision, buckets, {*filters, *group_by}):
-            cells, (percentiles,) = rollups.approximate(
+            totals, (percentiles,) = rollups.approximate(
                 filters, group_by, [(b.start, b.end) for b in buckets], group_by, [lambda key: key])
-            for key, cell in cells.items():
-                _set_percentiles(cell, percentiles.get(key))
-            return _bucket_groups(buckets, group_by, zip(cells, statistics.numbers_of_cells(cells.values())))
+            return _bucket_groups(buckets, group_by, statistics.numbers_of_estimates(totals, percentiles))
         _refuse_pruned(buckets)
         # No window condition of its own: the buckets tile the window (the
         # Scan bounds it where that helps), and a constant range here would
@@ -141,6 +139,12 @@ def _approximate(precision, windows, names):
     the exact path is the faster one, and its percentiles are within any
     bound (`rollups.reads_cells`)."""
     return precision == APPROXIMATE and rollups.reads_cells([(w.start, w.end) for w in windows], names)
+
+
+def _cells(totals):
+    """{key: Cell} of rollups.approximate's {key: aggregates}."""
+    return scans.cells_of_rows([(*key, *aggregates) for key, aggregates in totals.items()],
+                               len(next(iter(totals), ())))
 
 
 def _bucket_groups(buckets, group_by, keyed_numbers):

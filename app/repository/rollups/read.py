@@ -14,6 +14,7 @@ from ..columns import COLUMNS, METRIC_COLUMNS, OK
 from ..scans import Scan, literals, values_list
 from . import quarter_parts
 from .cells import METRIC_SKETCHES
+from .quarter_parts import TOTALS_MAXIMA, TOTALS_MINIMA
 from .read_state import days_from, state_and_months
 from .window_covers import in_zone, past_the_latest
 
@@ -32,8 +33,10 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     `filters` {column name: [values]}; `key_names` the group key of the
     totals (column names); `windows` [(start, end)], open ends None;
     `sketch_names` the (coarser or equal) key the finest percentiles group
-    by. Returns ({(window index, *key): Cell}, [{level key: {metric: {pct:
-    value}}} for each of `levels`]), a level being a function from (window
+    by. Returns ({(window index, *key): [aggregates]} (count, failed count,
+    ok count, ok cost, then each metric's sum, minimum and maximum over ok
+    calls), [{level key: {metric: {pct: value}}} for each of `levels`]), a
+    level being a function from (window
     index, *sketch key) to the key its percentiles are merged by (sketches
     merge; exact percentiles do not). The first level is the finest: each
     other level's key must follow from the first's (tenant, then everyone),
@@ -118,7 +121,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                 *((grain, starts(grain)) for grain in zone_grains)]
     totals_plan = plan_of(totals_ranges)
     sketch_plan = totals_plan if sketch_ranges is totals_ranges else plan_of(sketch_ranges)
-    cells, sketches, groups = {}, SketchSet(), [{} for _ in levels]
+    totals, sketches, groups = {}, SketchSet(), [{} for _ in levels]
     examples = {}  # a key of the first level -> a (window index, *key) that has it
 
     def number_of(key):
@@ -139,19 +142,20 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     for grain, starts in totals_plan:
         if starts:
             source = _CellSource(filters, key_names, _grain(grain, filters, key_names), starts)
-            _add_cells(cells, scans.cells_of_rows(database.execute(source.totals()).fetchall(), source.width))
+            _add_totals(totals, database.execute(source.totals()).fetchall(), source.width)
     for grain, starts in sketch_plan:
         if starts:
             source = _CellSource(filters, sketch_names, _grain(grain, filters, sketch_names), starts)
             add_to_sketches(fetch_all(source.sketches()), source.width, sketches.add_sketches)
     if parts:
-        _add_quarter_parts(quarter_parts.Parts(filters, key_names, sketch_names, parts), len(key_names), cells,
+        _add_quarter_parts(quarter_parts.Parts(filters, key_names, sketch_names, parts), len(key_names), totals,
                            sketches, number_of)
 
     def edges(names, ranges):
         return Scan(scans.matching(filters), tuple(COLUMNS[name] for name in names), ranges=ranges)
     if totals_raw:
-        _add_cells(cells, scans.cells(edges(key_names, totals_raw)))
+        scan = edges(key_names, totals_raw)
+        _add_totals(totals, scans.aggregate_rows(scan), len(scan.key_columns))
     if sketch_raw:
         scan = edges(sketch_names, sketch_raw)
         rows = database.execute(scan.rows(*METRIC_COLUMNS.values(), where=OK)).fetchall()
@@ -168,7 +172,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
             level_percentiles[level_key] = {
                 name: estimates[number * len(METRICS) + m]
                 for m, name in enumerate(METRICS) if number * len(METRICS) + m in estimates}
-    return cells, percentiles
+    return totals, percentiles
 
 
 def reads_cells(windows, names):
@@ -189,23 +193,42 @@ def reads_cells(windows, names):
         for start, end in windows if start is not None and end is not None)
 
 
-def _add_cells(cells, found):
-    """Add the Cells `found` {key: Cell} to `cells`, those of new keys as
-    they are (a series by tenant over 90 days has 4,500 groups, most read
-    from one source: a new empty Cell for each was most of its time spent
-    merging)."""
-    for key, cell in found.items():
-        if key in cells:
-            cells[key].add(cell)
-        else:
-            cells[key] = cell
+# Which aggregates add up (counts, cost, sums); the others are minima and maxima.
+_ADDED = [i for i in range(4 + 3 * len(METRICS)) if i not in TOTALS_MINIMA + TOTALS_MAXIMA]
 
 
-def _add_quarter_parts(found, width, cells, sketches, number_of):
+def _add_totals(totals, rows, width):
+    """Add `rows` (a key of `width` values, then aggregates as
+    scans.cells_of_rows reads them) to `totals` {key: [aggregates]}: counts,
+    cost and sums add up, the least minimum and the greatest maximum are
+    kept (None: no ok call). Plain lists, not a Cell per row: a series by
+    tenant over 90 days merges 9,000 rows into 4,500 groups."""
+    for row in rows:
+        key, (count, failed, ok_calls, cost, *metrics) = tuple(row[:width]), row[width:]
+        if not count:
+            continue  # no GROUP BY and no records: the aggregate of nothing
+        aggregates = [int(count), int(failed), int(ok_calls or 0), int(cost or 0)]
+        for m in range(len(METRICS)):
+            aggregates += [int(metrics[3 * m] or 0), metrics[3 * m + 1], metrics[3 * m + 2]]
+        found = totals.get(key)
+        if found is None:
+            totals[key] = aggregates
+            continue
+        for i in _ADDED:
+            found[i] += aggregates[i]
+        for i in TOTALS_MINIMA:
+            if aggregates[i] is not None and (found[i] is None or aggregates[i] < found[i]):
+                found[i] = aggregates[i]
+        for i in TOTALS_MAXIMA:
+            if aggregates[i] is not None and (found[i] is None or aggregates[i] > found[i]):
+                found[i] = aggregates[i]
+
+
+def _add_quarter_parts(found, width, totals, sketches, number_of):
     """The totals and sketch pieces of quarter_parts.Parts `found` into
-    `cells` and `sketches` (keys of `width` columns after the window index;
+    `totals` and `sketches` (keys of `width` columns after the window index;
     `number_of` gives a sketch key's group)."""
-    _add_cells(cells, scans.cells_of_rows(found.totals, 1 + width))
+    _add_totals(totals, found.totals, 1 + width)
     numbers = np.array([number_of(key) for key in found.sketch_keys], dtype=np.int64)
     if found.day_sketches:
         owners = [number for number, _ in found.day_sketches]
