@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from peewee import IntegrityError, PostgresqlDatabase
+from peewee import IntegrityError
 
 from app import statistics
 from app.db import database
@@ -603,18 +603,3 @@ def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path
         pairs = sketch_pairs(app, "<HH")  # the cells as rebuilt
         roll_back_through(database.obj, "008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HQ") == pairs
-
-
-def test_migration_018_indexes_cell_numbers_on_postgresql_only(app):
-    """PostgreSQL gets the index of the cells' numbers (an index-only scan of
-    totals); SQLite none (its ingestion has no room for it); both roll back."""
-    postgres = isinstance(database.obj, PostgresqlDatabase)
-
-    def indexes():
-        return {index.name for index in database.get_indexes("usage_rollup")}
-    with app.app_context():
-        assert ("usage_rollup_cell_numbers" in indexes()) == postgres
-        roll_back_through(database.obj, "018_cell_numbers_index")
-        assert "usage_rollup_cell_numbers" not in indexes()
-        upgrade(database.obj)
-        assert ("usage_rollup_cell_numbers" in indexes()) == postgres
