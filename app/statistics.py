@@ -122,6 +122,11 @@ class Totals:
         self.output_tokens_total += other.output_tokens_total
 
 
+def within(value, low, high):
+    """`value` moved within [low, high] (None: no bound, the group has no ok record)."""
+    return value if low is None or low <= value <= high else float(min(max(value, low), high))
+
+
 @dataclass
 class MetricTotals:
     """Aggregates of one metric over `ok` records, and its percentiles {pct: value}."""
@@ -138,10 +143,7 @@ class MetricTotals:
         call of 1,234 ms is in the bin whose value is 1,222); the true value
         never does, so moving it to the bound only brings it closer. Exact
         percentiles are never moved."""
-        low, high = self.minimum, self.maximum
-        self.percentiles = {
-            pct: value if low is None or low <= value <= high else float(min(max(value, low), high))
-            for pct, value in by_pct.items()}
+        self.percentiles = {pct: within(value, self.minimum, self.maximum) for pct, value in by_pct.items()}
 
     def add(self, other):
         """Merge another group's totals (percentiles are not mergeable; callers set them)."""
@@ -184,15 +186,14 @@ def numbers_of_estimates(totals, percentiles):
     then each metric's sum, minimum and maximum over ok records) and the
     estimated percentiles {key: {metric: {pct: value}}}, each moved within
     its metric's [minimum, maximum] as `MetricTotals.set_percentiles` moves
-    it: no Cell per group."""
+    it (`within`): no Cell per group."""
     rows = []
     for key, aggregates in totals.items():
         row, estimates, ok_calls = list(aggregates), percentiles.get(key, {}), aggregates[2]
         for m, name in enumerate(METRICS):
             low, high = aggregates[5 + 3 * m], aggregates[6 + 3 * m]
             for pct in PERCENTILES:
-                value = estimates[name][pct] if ok_calls else None
-                row.append(value if value is None or low <= value <= high else float(min(max(value, low), high)))
+                row.append(within(estimates[name][pct], low, high) if ok_calls else None)
         rows.append(row)
     return list(zip(totals, numbers_of_rows(rows, 0)))
 
