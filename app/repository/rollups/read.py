@@ -1,6 +1,6 @@
 """Reading windows from cells, and from raw calls for their edges: `approximate`."""
 import numpy as np
-from peewee import CTE, JOIN, SQL, Case, Select, fn
+from peewee import CTE, JOIN, SQL, Case, PostgresqlDatabase, Select, fn
 
 from ... import local_days, retention, statistics
 from ...buckets import zone
@@ -52,6 +52,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     needs_rebuild, sealed_before, first_month, last_month, pruned, zones, stored_days, latest = state_and_months()
     if needs_rebuild:
         raise RollupsNotBuilt()
+    _plan_for_cells()
     utc_covers = [cover(start, end, sealed_before) for start, end in past_the_latest(windows, latest)]
     by_model = quarter_parts.serves({*filters, *key_names, *sketch_names})
 
@@ -237,6 +238,18 @@ def _add_quarter_parts(found, width, totals, sketches, number_of):
     if found.pairs is not None:
         key_numbers, metric_numbers, bins, counts = found.pairs
         sketches.add_pairs(numbers[key_numbers] * len(METRICS) + metric_numbers, bins, counts)
+
+
+def _plan_for_cells():
+    """On PostgreSQL, this transaction's planner costs a page read out of
+    order as 1.1 sequential ones (SET LOCAL), not the default 4 of a spinning
+    disk. A window's cells lie on few pages (a month's are written together,
+    updated in place), but usage_rollup's identity index leads with `grain`,
+    whose order on disk is loose (correlation 0.68 against cell_start's 0.96),
+    so the planner chose a sequential scan of all cells for 30 days of day
+    cells at 1M calls: 51 ms, against 25 ms through the index."""
+    if isinstance(database.obj, PostgresqlDatabase):
+        database.obj.set_local("random_page_cost", 1.1)
 
 
 def _grain(grain, filters, names):
