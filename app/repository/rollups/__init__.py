@@ -13,7 +13,8 @@ What a cell is and how a window is covered: `app/rollups.py`.
 - `quarter_parts`: parts of days read from model_day cells' quarter hours;
 - `window_covers`: covers past the latest call, and by the named zones' day cells;
 - `read`: `approximate`, statistics of windows from cells and raw edges,
-  and `reads_cells`, whether a window holds any whole cell; `read_state`: what it reads first.
+  and `reads_cells`, whether a window holds any whole cell; `read_state`: what it reads first;
+  `cell_source`: the SQL of its cells.
 """
 from .keep import add, cell_writes, cells_of, compacted, write_compacted
 from .model_days import delete_model_days_before, rebuild_model_days
