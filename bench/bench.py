@@ -46,6 +46,12 @@ the last) and then prints each measurement's growth from the smallest scale
 to the largest, the zones' included, the approximate time as a share of the
 exact one, and the tables' sizes at every scale.
 
+`--zones-alone` measures the zones' approximate answers and nothing else: no
+exact answer, no baseline, no other read, export or ingestion. At 10M calls a
+full run takes about 35 minutes, most of it exact scans of gigabytes, and an
+approximate answer timed in turn with them reads cells the scans pushed out of
+memory; alone, the ladder `1000000,10000000` takes about 10 minutes.
+
 Every ratio reads the same way, reads and ingestion alike: ratio = service time
 / baseline time, lower is better; 1.0 means no cost over the SQL itself, 3.0 three
 times as long (ingestion's ≥ 0.5x-the-raw-rate target is a ratio ≤ 2.0). The
@@ -311,7 +317,7 @@ def measure_zones(args, base, url, keys, now):
     raws = [Raw(url) for _ in range(3)]
     try:
         return zones.measure(args.zones, now, raws, lambda path: http(base, path, keys["super"]),
-                             timed, pct, args.requests)
+                             timed, pct, args.requests, alone=args.zones_alone)
     finally:
         for raw in raws:
             raw.conn.close()
@@ -448,6 +454,9 @@ def parse_args():
     parser.add_argument("--rollup-zones", metavar="ZONE,ZONE,...",
                         help="ROLLUP_ZONES of the service measured (app/local_days.py): the zones whose local "
                              "days get cells; default: those of --zones but UTC, whose days have theirs; '' none")
+    parser.add_argument("--zones-alone", action="store_true",
+                        help="measure only the zones' approximate answers: no exact answer, baseline, other "
+                             "read, export or ingestion")
     parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
     parser.add_argument("--ingest-batches", type=int, default=20,
                         help=f"batches of {BATCH} records to POST (and to insert raw)")
@@ -490,12 +499,12 @@ def main():
         with tempfile.TemporaryFile("w+") as log:
             proc, base = start_gunicorn(url, log)
             try:
-                by_scale[total] = measure_reads(args, base, raw, keys, now)
-                for accept in ("application/x-ndjson", "text/csv"):  # the call log's export, its worker's peak RSS
-                    print(report_export(measure_export(base, keys["super"], accept)))
+                by_scale[total] = {} if args.zones_alone else measure_reads(args, base, raw, keys, now)
+                for accept in () if args.zones_alone else ("application/x-ndjson", "text/csv"):
+                    print(report_export(measure_export(base, keys["super"], accept)))  # the export's worker's peak RSS
                 if args.zones:
                     by_scale[total].update(measure_zones(args, base, url, keys, now))
-                if number == len(scales) - 1 and args.ingest_batches:
+                if number == len(scales) - 1 and args.ingest_batches and not args.zones_alone:
                     for shape in INGESTION_SHAPES:
                         measure_ingestion(args, app, base, raw, keys, now, shape)
             finally:

@@ -102,11 +102,13 @@ def header():
           f"{'service p95':>13}{'baseline p50':>14}{'ratio':>8}")
 
 
-def measure(zones, now, raws, get, timed, pct, repeats):
+def measure(zones, now, raws, get, timed, pct, repeats, alone=False):
     """{(path, label, precision, zone): (p50, p95, baseline p50)}, printed as a
     table with the zone as a column. `raws`: three Raw connections; `get(path)`
-    answers a request; `timed` and `pct` as in bench.py."""
+    answers a request; `timed` and `pct` as in bench.py. `alone`: the
+    approximate answers only, without a baseline (its p50 None)."""
     results = {}
+    precisions = ("approximate",) if alone else PRECISIONS
     header()
     with ThreadPoolExecutor(max_workers=len(raws)) as pool:
         def at_once(calls):
@@ -116,14 +118,18 @@ def measure(zones, now, raws, get, timed, pct, repeats):
         for zone in zones:
             for m in measurements(zone, now):
                 paths = {p: [f"{path}?" + urlencode({**params, "percentiles": p}) for path, params in m.requests]
-                         for p in PRECISIONS}
-                baseline, *service = timed(
-                    lambda: at_once([lambda f=f, raw=raw: f(raw) for f, raw in zip(m.baselines, raws)]),
-                    *(lambda p=p: at_once([lambda u=u: get(u) for u in paths[p]]) for p in PRECISIONS),
-                    repeats=repeats)
-                for precision, samples in zip(PRECISIONS, service):
-                    s50, s95, b50 = pct(samples, 50), pct(samples, 95), pct(baseline, 50)
+                         for p in precisions}
+                answers = [lambda p=p: at_once([lambda u=u: get(u) for u in paths[p]]) for p in precisions]
+                if alone:
+                    b50, service = None, timed(*answers, repeats=repeats)
+                else:
+                    baseline, *service = timed(
+                        lambda: at_once([lambda f=f, raw=raw: f(raw) for f, raw in zip(m.baselines, raws)]),
+                        *answers, repeats=repeats)
+                    b50 = pct(baseline, 50)
+                for precision, samples in zip(precisions, service):
+                    s50, s95 = pct(samples, 50), pct(samples, 95)
                     results[m.path, m.label, precision, zone] = (s50, s95, b50)
                     print(f"{zone:<16}{m.path:<22}{m.label:<19}{precision:<13}{s50 * 1000:>10.1f} ms"
-                          f"{s95 * 1000:>10.1f} ms{b50 * 1000:>11.1f} ms{s50 / b50:>8.2f}")
+                          f"{s95 * 1000:>10.1f} ms" + ("" if alone else f"{b50 * 1000:>11.1f} ms{s50 / b50:>8.2f}"))
     return results
