@@ -7,7 +7,9 @@ counts, cost, and per metric its sum, minimum, maximum and sketch
 a month of all tenants is one cell per key, not 30 daily ones. Two more,
 TENANT_DAY and TENANT_MONTH, hold a tenant's day or month in one cell per
 status (KEPT: the key columns each grain keeps), for answers grouped and
-filtered by no more than tenant and status.
+filtered by no more than tenant and status. FAILED_DAY cells hold a day's
+failed calls of a (tenant, operation, model), for totals keyed by no
+error class.
 
 There are no hourly cells (migration 007 deleted them): at 1M calls over 90
 days an hourly cell held 1.3 calls on average, so it cost ingestion a row
@@ -81,16 +83,23 @@ TENANT_DAY = "tenant_day"
 # quarter hours inside (app/quarters.py): answers grouped and filtered by
 # no more than model and status, in any zone.
 MODEL_DAY = "model_day"
-CELL_GRAINS = (*GRAINS, TENANT_MONTH, TENANT_DAY, MODEL_DAY)
+# A UTC day's failed calls of one (tenant, operation, model), every error
+# class together (status 'error', error_class ''), their numbers without
+# sketches (percentiles are over ok calls): the totals of answers keyed
+# and filtered by no error class add up day cells of ok calls and these,
+# not a day cell per error class (30 days at 10M calls: 36,000 cells
+# instead of 72,000; migration 018).
+FAILED_DAY = "failed_day"
+CELL_GRAINS = (*GRAINS, TENANT_MONTH, TENANT_DAY, MODEL_DAY, FAILED_DAY)
 # The grains holding a day, and a month.
-DAY_GRAINS, MONTH_GRAINS = ("day", TENANT_DAY, MODEL_DAY), ("month", TENANT_MONTH)
+DAY_GRAINS, MONTH_GRAINS = ("day", TENANT_DAY, MODEL_DAY, FAILED_DAY), ("month", TENANT_MONTH)
 # Whole months not sealed, in a Cover: no month cells, their day cells instead.
 OPEN_MONTH = "open_month"
 METRICS = ("call_duration", "input_tokens", "output_tokens")
 KEY = ("tenant_id", "operation", "model", "status", "error_class")
 # The KEY columns each grain keeps (the others are stored as '').
 KEPT = {"day": KEY, "month": KEY, TENANT_MONTH: ("tenant_id", "status"), TENANT_DAY: ("tenant_id", "status"),
-        MODEL_DAY: ("model", "status")}
+        MODEL_DAY: ("model", "status"), FAILED_DAY: ("tenant_id", "operation", "model", "status")}
 
 
 def kept(grain):
@@ -258,7 +267,8 @@ class CellBuilder:
         self._shapes = {shape: (itemgetter(*(KEY.index(name) for name in shape)), {})
                         for shape in dict.fromkeys(kept(grain) for grain in grains)}
         self._days = {}  # UTC date -> its number
-        # per call: a key number per shape, day number, quarter and second of the day, cost, METRICS
+        # per call: a key number per shape, day number, quarter and second of the day, whether it
+        # failed, cost, METRICS
         self._calls = []
         self._table = None
 
@@ -269,6 +279,7 @@ class CellBuilder:
                         self._days.setdefault(timestamp.date(), len(self._days)),  # timestamps are UTC
                         timestamp.hour * 4 + timestamp.minute // 15,  # its quarter hour of the day
                         timestamp.hour * 3600 + timestamp.minute * 60 + timestamp.second,
+                        row["status"] == "error",  # FAILED_DAY cells hold these calls alone
                         row["cost_micro_usd"], row["call_duration_ms"], row["input_tokens"], row["output_tokens"])
         self._table = None
 
@@ -287,38 +298,42 @@ class CellBuilder:
 
     def _computed(self):
         shapes = list(self._shapes)
-        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 7)
+        calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 8)
         day_column = len(shapes)
-        values_column = day_column + 3  # cost, then METRICS
+        values_column = day_column + 4  # cost, then METRICS
+        failed = calls[calls[:, day_column + 3] == 1]
         days = [dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
                 for day in self._days]  # by number, as dicts keep their order
         # Cells are numbered in key order (grain, start, KEY values): a grain
         # at a time, by start, then by the rank of their key (sorting the
         # cells' keys afterwards took 5 of a backfill batch's 110 ms on SQLite).
         grains = sorted(self._grains)
-        cell_keys, cell_of = [], []  # cell_of: per grain, the cell number of each call
+        # Per grain: the cell number of each call it holds, their values (cost, then METRICS).
+        cell_keys, cell_of, held_values = [], [], []
         for grain in grains:
+            held = failed if grain == FAILED_DAY else calls
             shape = kept(grain)
             column = shapes.index(shape)
             keys = [_full_key(shape, values) for values in self._shapes[shape][1]]
             by_key = sorted(range(len(keys)), key=keys.__getitem__)
             rank = np.empty(len(keys), dtype=np.int64)
             rank[by_key] = np.arange(len(keys))
-            starts, start_of_call = self._starts(grain, days, calls[:, day_column], calls[:, day_column + 2])
-            codes, numbers = np.unique(start_of_call * len(keys) + rank[calls[:, column]], return_inverse=True)
+            starts, start_of_call = self._starts(grain, days, held[:, day_column], held[:, day_column + 2])
+            codes, numbers = np.unique(start_of_call * len(keys) + rank[held[:, column]], return_inverse=True)
             cell_of.append(numbers.ravel() + len(cell_keys))
+            held_values.append(held[:, values_column:])
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
         quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
             cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:])
-        cell_of = np.concatenate(cell_of)
-        values = np.tile(calls[:, values_column:], (len(self._grains), 1))  # cost, then METRICS
+        sketched = np.concatenate([np.full(len(cells), grain != FAILED_DAY) for cells, grain in zip(cell_of, grains)])
+        cell_of, values = np.concatenate(cell_of), np.concatenate(held_values)
         # Every cell number has calls, so cell i's numbers are row i.
         _, numbers = quarters.numbers_per_group(cell_of, _numbers_per_call(values))
         numbers = numbers.T
         sketches = sketch.SketchSet()
-        sketches.add_values([(cell_of[:, None] * len(METRICS) + np.arange(len(METRICS))).ravel()],
-                            values[:, 1:].ravel())
+        sketches.add_values([(cell_of[sketched][:, None] * len(METRICS) + np.arange(len(METRICS))).ravel()],
+                            values[sketched][:, 1:].ravel())
         encoded = sketches.encoded()
         cells = range(len(cell_keys))
         return CellTable(cell_keys, [column.tolist() for column in numbers],

@@ -214,7 +214,8 @@ def test_erasure_deletes_in_chunks_and_leaves_the_write_lock_free_between_them(a
     sizes = []
     with app.app_context():
         cells = UsageRollup.select().where(UsageRollup.tenant_id == "acme")
-        per_grain = [cells.where(UsageRollup.grain == grain).count() for grain in ("day", "month", "tenant_month", "tenant_day")]
+        per_grain = [cells.where(UsageRollup.grain == grain).count()
+                     for grain in ("day", "month", "tenant_month", "tenant_day", "failed_day")]
         done = erasure.erase("acme", chunks.ChunkSize(40, adapt=False),
                              lock_free_after_each(sizes, database_url, tmp_path))
     expected = [40] * (len(acme) // 40) + [len(acme) % 40]

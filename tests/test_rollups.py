@@ -222,9 +222,13 @@ def test_approximate_series_runs_a_fixed_number_of_statements(app, client, keys,
 def expected_cells(records, grain):
     """{(cell start, tenant, operation, model, status, error_class): (calls, cost, duration sum)}.
 
-    A tenant_month (tenant_day) cell is a tenant's month (day) per status, the rest ''."""
+    A tenant_month (tenant_day) cell is a tenant's month (day) per status, the rest ''.
+    A failed_day cell holds the failed calls of a (tenant, operation, model) day,
+    every error class together."""
     cells = {}
     for r in records:
+        if grain == "failed_day" and r["status"] != "error":
+            continue
         t = r["timestamp"].replace(hour=0, minute=0, second=0, microsecond=0)
         if grain in ("month", "tenant_month"):
             t = t.replace(day=1)
@@ -234,6 +238,8 @@ def expected_cells(records, grain):
             key = (t, "", "", r["model"], r["status"], "")
         elif grain == "quarter":  # a model_day cell's quarter hour (its `quarters` records)
             key = (t, r["model"], r["status"], r["timestamp"].hour * 4 + r["timestamp"].minute // 15)
+        elif grain == "failed_day":
+            key = (t, r["tenant_id"], r["operation"], r["model"], "error", "")
         else:
             key = (t, r["tenant_id"], r["operation"], r["model"], r["status"], r.get("error_class") or "")
         calls, cost, duration = cells.get(key, (0, 0, 0))
@@ -260,7 +266,7 @@ def assert_cells_match(app, records, horizon=None):
     kept = [r for r in records if horizon is None or r["timestamp"] >= horizon]
     this_month = dt.datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     sealed = [r for r in records if r["timestamp"] < this_month]
-    for grain in ("day", "tenant_day"):
+    for grain in ("day", "tenant_day", "failed_day"):
         assert stored_cells(app, grain) == expected_cells(records, grain), grain
     for grain in ("month", "tenant_month"):
         assert stored_cells(app, grain) == expected_cells(sealed, grain), grain
@@ -268,7 +274,7 @@ def assert_cells_match(app, records, horizon=None):
     assert stored_quarters(app) == expected_cells(kept, "quarter")
     with app.app_context():  # and no cell of another grain (hourly cells are gone since 007)
         assert {grain for (grain,) in UsageRollup.select(UsageRollup.grain).distinct().tuples()} <= {
-            "day", "month", "tenant_month", "tenant_day", "model_day"}
+            "day", "month", "tenant_month", "tenant_day", "model_day", "failed_day"}
 
 
 def stored_quarters(app):
@@ -599,7 +605,8 @@ def test_migration_008_writes_sketches_in_four_byte_pairs(database_url, tmp_path
     upgrade_to_015_then_rebuild(app)
     assert_cells_answer(app, key, records, 19)
     with app.app_context():  # back to before 008, through every migration after it
-        database.execute_sql("DELETE FROM usage_rollup WHERE grain IN ('tenant_day', 'model_day')")  # as 016's rollback
+        # as 018's and 016's rollbacks do
+        database.execute_sql("DELETE FROM usage_rollup WHERE grain IN ('tenant_day', 'model_day', 'failed_day')")
         pairs = sketch_pairs(app, "<HH")  # the cells as rebuilt
         roll_back_through(database.obj, "008_sketch_pairs_of_four_bytes")
     assert sketch_pairs(app, "<HQ") == pairs

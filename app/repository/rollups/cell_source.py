@@ -23,7 +23,7 @@ def plan_for_cells():
 
 class CellSource:
     """The cells of one grain starting at given instants [(window index,
-    cell start)], grouped by (window index, *key).
+    cell start)], grouped by (window index, *key); those of one `status` alone if given.
 
     The cells are named by their starts (an equality join, at most one cell
     start per day or month of the window), not by ranges: PostgreSQL
@@ -36,8 +36,11 @@ class CellSource:
     cells at 1M calls: 12 ms) where the join's estimate of a few rows made
     it sort them (28 ms)."""
 
-    def __init__(self, filters, key_names, grain, starts):
+    def __init__(self, filters, key_names, grain, starts, status=None):
         self.where = UsageRollup.grain == grain
+        self.status = status
+        if status is not None:
+            self.where &= UsageRollup.status == status
         windows = {idx for idx, _ in starts}
         if len(windows) == 1:
             self.range = None
@@ -68,20 +71,24 @@ class CellSource:
         return [UsageRollup.grain, *self.key[1:]] if self.range is None else self.key
 
     def totals(self):
-        """Rows as scans.cells_of_rows reads them: counts over all calls, the rest over ok ones."""
-        ok = UsageRollup.status == "ok"
+        """Rows as scans.cells_of_rows reads them: counts over all calls, the
+        rest over ok ones. Cells of one status need no CASE per cell: adding
+        up 30 days of day cells, PostgreSQL spends more time on the
+        aggregates than on reading the cells (at 1M calls 17 ms for those of
+        ok calls with plain sums, 24 with a CASE in each)."""
+        def of_ok(aggregate, column):
+            if self.status == "error":
+                return SQL("NULL")
+            return aggregate(column if self.status == "ok" else Case(None, [(UsageRollup.status == "ok", column)]))
 
-        def of_ok(column):
-            return Case(None, [(ok, column)])
-
-        columns = [fn.SUM(UsageRollup.calls),
-                   fn.SUM(Case(None, [(UsageRollup.status == "error", UsageRollup.calls)], 0)),
-                   fn.SUM(of_ok(UsageRollup.calls)),
-                   fn.SUM(of_ok(UsageRollup.cost_micro_usd))]
+        failed = {None: fn.SUM(Case(None, [(UsageRollup.status == "error", UsageRollup.calls)], 0)),
+                  "ok": SQL("0"), "error": fn.SUM(UsageRollup.calls)}[self.status]
+        columns = [fn.SUM(UsageRollup.calls), failed, of_ok(fn.SUM, UsageRollup.calls),
+                   of_ok(fn.SUM, UsageRollup.cost_micro_usd)]
         for metric in METRICS:
-            columns += [fn.SUM(of_ok(getattr(UsageRollup, f"{metric}_sum"))),
-                        fn.MIN(of_ok(getattr(UsageRollup, f"{metric}_min"))),
-                        fn.MAX(of_ok(getattr(UsageRollup, f"{metric}_max")))]
+            columns += [of_ok(fn.SUM, getattr(UsageRollup, f"{metric}_sum")),
+                        of_ok(fn.MIN, getattr(UsageRollup, f"{metric}_min")),
+                        of_ok(fn.MAX, getattr(UsageRollup, f"{metric}_max"))]
         return self._select(columns, self.where).group_by(*self._group_by())
 
     def sketches(self):

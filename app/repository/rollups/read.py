@@ -4,8 +4,8 @@ import numpy as np
 from ... import local_days, retention, statistics
 from ...buckets import zone
 from ...db import database, fetch_all
-from ...rollups import (BEGINNING, END_OF_TIME, KEPT, METRICS, MODEL_DAY, OPEN_MONTH, TENANT_DAY, TENANT_MONTH, cover,
-                        following, starts_between)
+from ...rollups import (BEGINNING, END_OF_TIME, FAILED_DAY, KEPT, METRICS, MODEL_DAY, OPEN_MONTH, TENANT_DAY,
+                        TENANT_MONTH, cover, following, starts_between)
 from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
@@ -139,8 +139,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     # Each grain's cells by their own statement: see CellSource. Answers by
     # no more than tenant and status read the tenant grains (`_grain`).
     for grain, starts in totals_plan:
-        if starts:
-            source = CellSource(filters, key_names, _grain(grain, filters, key_names), starts)
+        for source in _totals_sources(filters, key_names, grain, starts) if starts else ():
             _add_totals(totals, database.execute(source.totals()).fetchall(), source.width)
     for grain, starts in sketch_plan:
         if starts:
@@ -247,6 +246,19 @@ def _grain(grain, filters, names):
     instead of about 40,000)."""
     tenant_grain = {"day": TENANT_DAY, "month": TENANT_MONTH}.get(grain)
     return tenant_grain if tenant_grain and {*filters, *names} <= set(KEPT[tenant_grain]) else grain
+
+
+def _totals_sources(filters, key_names, grain, starts):
+    """The CellSources of the totals of `grain`'s cells at `starts`. Day
+    cells keyed and filtered by no error class are those of ok calls and
+    the FAILED_DAY cells, one per tenant, operation and model instead of
+    one per error class (/v1/usage/all over 30 days at 10M calls: 36,000
+    cells instead of 72,000)."""
+    served = _grain(grain, filters, key_names)
+    if served != "day" or "error_class" in {*filters, *key_names}:
+        return [CellSource(filters, key_names, served, starts)]
+    return [CellSource(filters, key_names, "day", starts, status="ok"),
+            CellSource(filters, key_names, FAILED_DAY, starts, status="error")]
 
 
 def _group_number(groups, level_groups, level_key):

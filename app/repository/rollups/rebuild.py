@@ -11,8 +11,8 @@ from peewee import PostgresqlDatabase, Select
 from ... import local_days
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
-from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, TENANT_DAY, TENANT_MONTH,
-                        CellBuilder, CellNumbers, CellTable, following, merged)
+from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, FAILED_DAY, MONTH_GRAINS, TENANT_DAY,
+                        TENANT_MONTH, CellBuilder, CellNumbers, CellTable, following, merged)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
 from . import zone_days
@@ -21,7 +21,7 @@ from .sources import calls_between, stored_cells
 
 # The cells of days before the retention horizon, kept when their calls are
 # pruned: the model_day ones go with their calls (model_days.py).
-PRUNED_DAY_GRAINS = ("day", TENANT_DAY)
+PRUNED_DAY_GRAINS = ("day", TENANT_DAY, FAILED_DAY)
 
 
 def mark_rebuilt():
