@@ -130,6 +130,8 @@ class SketchSet:
         if not self._groups:
             return {}
         groups, bins, counts = self._merged()
+        if not len(groups):  # only empty sketches (failed_day cells keep none)
+            return {}
         if counts.max(initial=0) > MAX_COUNT:  # rare: such counts become several pairs
             groups, bins, counts = split_counts(groups, bins, counts)
         pairs = np.empty(len(bins), dtype=PAIR)
@@ -147,10 +149,11 @@ class SketchSet:
         wanted of each group, as a list of arrays (one per rank wanted, one
         entry per group); ranks >= n read the last value.
         """
-        if not self._groups:
+        merged = self._merged() if self._groups else None
+        if merged is None or not len(merged[0]):  # no sketch, or only empty ones
             empty = np.zeros(0, dtype=np.int64)
             return empty, empty, empty.reshape(0, 0), empty.reshape(0, 0)
-        groups, bins, counts = self._merged()
+        groups, bins, counts = merged
         cumulative = np.cumsum(counts)
         starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
         ends = np.r_[starts[1:], len(groups)]

@@ -10,11 +10,12 @@ import datetime as dt
 from app.db import database
 from app.migrate import upgrade
 from app.models import UsageRollup
+from app.repository.rollups.keep import COMPACT_AFTER
 from conftest import roll_back_through
 from expected import expected_stats, group_stats, in_window
 from test_rollups import assert_cells_match, assert_close, get, stored, window_params  # noqa: F401 (stored)
 from test_series import utc
-from data import UTC
+from data import UTC, record, store
 
 # Whole UTC days inside February 2026, not the whole month: day cells alone.
 START, END = dt.datetime(2026, 2, 3, tzinfo=UTC), dt.datetime(2026, 2, 25, tzinfo=UTC)
@@ -84,3 +85,27 @@ def test_migration_018_builds_failed_day_cells_from_the_day_cells(app, runner, s
         sketches = {bytes(b) for (b,) in UsageRollup.select(UsageRollup.call_duration_sketch)
                     .where(UsageRollup.grain == "failed_day").tuples()}
     assert sketches == {b""}
+
+
+def test_a_failed_day_cell_compacted_alone(app, runner, keys):
+    """A failed_day cell's sketches are empty; when it is the only cell a
+    batch compacts (its COMPACT_AFTER-th piece, while the tenant_day and
+    model_day cells of the same calls, written once more before, are out of
+    phase and the day cells split by error class), the batch is stored (it
+    once answered 500: merging no pairs at all failed) and every cell is
+    what the calls make."""
+    keys.tenant("t-a")
+    moment = dt.datetime(2026, 5, 3, 10, 7, tzinfo=UTC)
+    records = [record("t-a", moment, operation="summarize", status="error")]  # out of phase
+    for i in range(COMPACT_AFTER):
+        records.append(record("t-a", moment + dt.timedelta(seconds=i + 1), status="error",
+                              error_class=("RateLimitError", "APITimeoutError")[i % 2]))
+    for call in records:
+        store(app, [call])
+    with app.app_context():
+        pieces = dict(UsageRollup.select(UsageRollup.grain, UsageRollup.sketch_pieces)
+                      .where((UsageRollup.grain == "failed_day") & (UsageRollup.operation == "analyze")).tuples())
+    assert pieces == {"failed_day": 1}  # compacted at the last batch
+    assert_cells_match(app, records)
+    result = runner.invoke(args=["rollups", "verify"])
+    assert result.exit_code == 0, result.output
