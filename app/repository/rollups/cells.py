@@ -1,9 +1,10 @@
 """The usage_rollup table: its columns, and writing rows of cells in bulk."""
 from peewee import PostgresqlDatabase, chunked
 
+from ...cell_builder import CellTable
 from ...db import bound_datetime, database, execute_many
 from ...models import UsageRollup
-from ...rollups import KEY, METRICS, MODEL_DAY, QUARTER_BLOBS, CellTable
+from ...rollups import KEY, METRICS, MODEL_DAY, QUARTER_BLOBS
 from ..arrays import array
 
 

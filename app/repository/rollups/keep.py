@@ -1,7 +1,8 @@
 """Keeping cells with the calls: `cells_of` them, and add them in the
 transaction that stores them (`cell_writes`, then `compacted`)."""
+from ...cell_builder import CellBuilder, merged
 from ...db import pipelined
-from ...rollups import CELL_GRAINS, CellBuilder, merged
+from ...rollups import CELL_GRAINS
 from .cells import add_cells, write_sketches
 
 # A cell whose sketches hold this many appended pieces has them merged into

@@ -11,9 +11,10 @@ their parts).
 """
 from peewee import PostgresqlDatabase, fn
 
+from ...cell_builder import CellBuilder
 from ...db import database
 from ...models import UsageRollup
-from ...rollups import MODEL_DAY, CellBuilder, following
+from ...rollups import MODEL_DAY, following
 from ..retention import held_horizon
 from .cells import insert_cells, lock_cells
 from .sources import calls_between

@@ -9,10 +9,11 @@ and before it checks that month cells hold exactly their day cells.
 from peewee import PostgresqlDatabase, Select
 
 from ... import local_days
+from ...cell_builder import CellBuilder, CellNumbers, CellTable, merged
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
 from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, FAILED_DAY, MONTH_GRAINS, TENANT_DAY,
-                        TENANT_MONTH, CellBuilder, CellNumbers, CellTable, following, merged)
+                        TENANT_MONTH, following)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
 from . import zone_days

@@ -10,9 +10,10 @@ before it; the first batch that finds a month ended since seals it
 from peewee import PostgresqlDatabase
 
 from ... import local_days
+from ...cell_builder import CellTable
 from ...db import database
 from ...models import UsageRollup, UsageRollupState, utcnow
-from ...rollups import DAY_GRAINS, END_OF_TIME, MONTH_GRAINS, CellTable
+from ...rollups import DAY_GRAINS, END_OF_TIME, MONTH_GRAINS
 from ...rollups import floor as rollup_floor
 from . import zone_days
 from .cells import insert_cells, lock_cells

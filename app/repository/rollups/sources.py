@@ -1,6 +1,6 @@
 """Reading what cells are made of: calls from llm_call, and stored cells as a rebuild writes them."""
+from ...cell_builder import merged
 from ...models import LlmCall, UsageRollup
-from ...rollups import merged
 from .cells import KEY_COLUMNS, NUMBERS, SKETCHES
 
 CALL_FIELDS = {"tenant": LlmCall.tenant, "operation": LlmCall.operation, "model": LlmCall.model,

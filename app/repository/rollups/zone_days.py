@@ -10,9 +10,10 @@ is recomputed, replaced or compared (`rebuild.recomputed`, `rebuild.differences`
 """
 from ... import local_days
 from ...buckets import unit_containing, zone
+from ...cell_builder import CellNumbers, merged
 from ...db import database
 from ...models import UsageRollup, UsageRollupState
-from ...rollups import CellNumbers, following, merged
+from ...rollups import following
 
 
 def ready():
