@@ -133,7 +133,6 @@ class CellBuilder:
         calls = np.array(self._calls, dtype=np.int64).reshape(-1, len(shapes) + 8)
         day_column = len(shapes)
         values_column = day_column + 4  # cost, then METRICS
-        failed = calls[calls[:, day_column + 3] == 1]
         days = [dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc)
                 for day in self._days]  # by number, as dicts keep their order
         # Cells are numbered in key order (grain, start, KEY values): a grain
@@ -143,7 +142,7 @@ class CellBuilder:
         # Per grain: the cell number of each call it holds, their values (cost, then METRICS).
         cell_keys, cell_of, held_values = [], [], []
         for grain in grains:
-            held = failed if grain == FAILED_DAY else calls
+            held = calls[calls[:, day_column + 3] == 1] if grain == FAILED_DAY else calls  # failed calls alone
             shape = kept(grain)
             column = shapes.index(shape)
             keys = [_full_key(shape, values) for values in self._shapes[shape][1]]
