@@ -7,6 +7,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.budgets import periods
+from app.db import database
+from app.models import LlmCall
+from app.repository import spend
 from conftest import auth
 from data import record, to_json
 
@@ -151,6 +154,58 @@ def test_projection_extrapolates_the_spend_so_far_over_the_period(client, keys_)
 def test_periods_are_the_zones_calendar_dst_exact(zone, moment, period, start, end):
     found = periods.containing(dt.datetime.fromisoformat(moment), period, zone)
     assert (found.local(found.start), found.local(found.end)) == (start, end)
+
+
+@pytest.mark.parametrize("zone, kind, moment", [
+    ("Asia/Kolkata", "week", "2026-10-28T12:00:00+00:00"),
+    ("Europe/Berlin", "week", "2026-10-22T12:00:00+00:00"),  # DST ends on its Sunday
+    ("Asia/Kathmandu", "month", "2026-11-15T12:00:00+00:00"),
+    ("Asia/Kolkata", "day", "2026-10-28T12:00:00+00:00"),  # holds no whole UTC day
+    ("UTC", "day", "2026-10-28T12:00:00+00:00"),  # one whole UTC day
+])
+def test_a_periods_spend_is_exact_its_whole_utc_days_read_from_cells(app, client, keys_, zone, kind, moment):
+    """A budget's spend in a past period (what a backfill's first batch
+    starts its counter with) is the exact sum of its ok calls: the period's
+    whole UTC days from their day cells, which keep what a prune deletes,
+    and its part-days from the calls."""
+    period = periods.containing(dt.datetime.fromisoformat(moment), kind, zone)
+    first_midnight = (period.start + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period.start.time() == dt.time(0):
+        first_midnight = period.start
+    us, middle = dt.timedelta(microseconds=1), period.start + (period.end - period.start) / 2
+    records = [
+        record("acme", period.start, cost="0.1"),  # exactly at the start: counted
+        record("acme", period.start - us, cost="100"),  # just before: not
+        record("acme", period.end - us, cost="0.2"),  # the last microsecond: counted
+        record("acme", period.end, cost="200"),  # exactly at the end: not
+        record("acme", first_midnight - us, cost="0.000001"),
+        record("acme", first_midnight, cost="1234.567891"),
+        record("acme", middle, cost="0.3", model="gpt-4o"),
+        record("acme", middle, cost="0.7", status="error"),  # errors cost nothing
+        record("globex", middle, cost="50"),  # another tenant
+    ]
+    post_calls(client, keys_["admin"], records)
+
+    def expected(model=None):
+        return sum(int(r["cost_usd"] * 1_000_000) for r in records
+                   if r["tenant_id"] == "acme" and r["status"] == "ok" and period.start <= r["timestamp"] < period.end
+                   and model in (None, r["model"]))
+
+    with app.app_context():
+        assert spend.spent("acme", period.start, period.end) == expected() > 0
+        assert spend.spent("acme", period.start, period.end, model="gpt-4o") == expected("gpt-4o") == 300_000
+        assert spend.spent_in_each([("acme", period.start, period.end, None, None),
+                                    ("acme", period.start, period.end, "gpt-4o", "analyze"),
+                                    ("acme", period.start, period.end, None, "summarize")]) == [
+            expected(), expected("gpt-4o"), 0]
+        last_midnight = period.end.replace(hour=0, minute=0, second=0, microsecond=0)
+        with database.atomic():  # the calls of the whole UTC days go, as a prune deletes them
+            deleted = (LlmCall.delete()
+                       .where((LlmCall.timestamp >= first_midnight) & (LlmCall.timestamp < last_midnight))
+                       .execute())
+        assert deleted == sum(first_midnight <= r["timestamp"] < last_midnight for r in records)
+        assert deleted > 0 or (zone, kind) == ("Asia/Kolkata", "day")
+        assert spend.spent("acme", period.start, period.end) == expected()
 
 
 def check(client, key, **params):
