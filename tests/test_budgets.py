@@ -8,7 +8,7 @@ import pytest
 
 from app.budgets import periods
 from app.db import database
-from app.models import LlmCall
+from app.models import LlmCall, UsageRollup, UsageRollupState
 from app.repository import spend
 from conftest import auth
 from data import record, to_json
@@ -206,6 +206,19 @@ def test_a_periods_spend_is_exact_its_whole_utc_days_read_from_cells(app, client
         assert deleted == sum(first_midnight <= r["timestamp"] < last_midnight for r in records)
         assert deleted > 0 or (zone, kind) == ("Asia/Kolkata", "day")
         assert spend.spent("acme", period.start, period.end) == expected()
+
+
+def test_while_a_rebuild_is_due_a_periods_spend_is_summed_from_calls(app, client, keys_):
+    """Calls stored before the rollups existed (migration 004) are in no
+    cell until `rollups rebuild`: meanwhile spend reads every day's calls."""
+    period = periods.containing(dt.datetime(2026, 10, 28, 12, tzinfo=UTC), "week", "Europe/Berlin")
+    records = [record("acme", period.start + dt.timedelta(days=day, hours=3), cost=cost)
+               for day, cost in ((0, "0.1"), (2, "0.2"), (3, "0.000001"), (6, "0.3"))]
+    post_calls(client, keys_["admin"], records)
+    with app.app_context():
+        UsageRollup.delete().execute()  # as before the rollups existed
+        UsageRollupState.update(needs_rebuild=True).execute()
+        assert spend.spent("acme", period.start, period.end) == 600_001
 
 
 def check(client, key, **params):

@@ -58,7 +58,8 @@ def _spans_sql(spans):
     (model, operation): rows (span's index, model, operation, micro-dollars).
     A span's whole UTC days [days_from, days_to) are read from day cells,
     the rest from calls; a span holding no whole day is calls alone
-    (days_from = days_to = end).
+    (days_from = days_to = end). While a rebuild is due (calls stored that
+    no cell holds: migration 004) the whole days are read from calls too.
 
     PostgreSQL sums each span in a LATERAL subquery, so each is an index
     scan of its tenant's rows: joined to the spans, the planner chose to
@@ -72,12 +73,15 @@ def _spans_sql(spans):
         rows.append((i, tenant, *map(_stored_timestamp, (start, days_from, days_to, end))))
     values = ", ".join([f"({', '.join([database.param] * 6)})"] * len(rows))
     params = [value for row in rows for value in row]
-    calls = ("c.tenant_id = w.tenant_id AND c.status = 'ok' AND c.timestamp >= w.{} AND c.timestamp < w.{}")
+    calls = "c.tenant_id = w.tenant_id AND c.status = 'ok' AND c.timestamp >= w.{} AND c.timestamp < w.{}"
+    cells_hold_every_call = "NOT COALESCE((SELECT needs_rebuild FROM usage_rollup_state), TRUE)"
     conditions = [("c.model, c.operation, c.cost_micro_usd", "llm_call c", calls.format("starts", "days_from")),
                   ("c.model, c.operation, c.cost_micro_usd", "llm_call c", calls.format("days_to", "ends")),
                   ("r.model, r.operation, r.cost_micro_usd", "usage_rollup r",
                    "r.tenant_id = w.tenant_id AND r.grain = 'day' AND r.status = 'ok' "
-                   "AND r.cell_start >= w.days_from AND r.cell_start < w.days_to")]
+                   f"AND r.cell_start >= w.days_from AND r.cell_start < w.days_to AND {cells_hold_every_call}"),
+                  ("c.model, c.operation, c.cost_micro_usd", "llm_call c",
+                   f"{calls.format('days_from', 'days_to')} AND NOT ({cells_hold_every_call})")]
     spans_cte = f"WITH w(i, tenant_id, starts, days_from, days_to, ends) AS (VALUES {values}) "
     if isinstance(database.obj, PostgresqlDatabase):
         parts = " UNION ALL ".join(f"SELECT {columns} FROM {table} WHERE {where}"
