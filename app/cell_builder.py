@@ -155,8 +155,8 @@ class CellBuilder:
             held_values.append(held[:, values_column:])
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
-        quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
-            cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:])
+        quartered = {} if MODEL_DAY not in grains else self._quarter_blobs(
+            cell_keys, cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:])
         sketched = np.concatenate([np.full(len(cells), grain != FAILED_DAY) for cells, grain in zip(cell_of, grains)])
         cell_of, values = np.concatenate(cell_of), np.concatenate(held_values)
         # Every cell number has calls, so cell i's numbers are row i.
@@ -172,6 +172,14 @@ class CellBuilder:
                          + [[quartered.get(i, NO_QUARTERS)[b] for i in cells] for b in range(len(QUARTER_BLOBS))])
 
     @staticmethod
+    def _quarter_blobs(cell_keys, cell_of, quarter, values):
+        """_quarter_blobs of the model_day cells, with the tails of the zones ROLLUP_ZONES names."""
+        zones = [buckets.zone(name) for name in local_days.named()]
+        day_of = {cell: cell_keys[cell][1] for cell in np.unique(cell_of).tolist()}
+        starts = {day: quarters.tail_starts(day, zones) for day in set(day_of.values())}
+        return _quarter_blobs(cell_of, quarter, values, {cell: starts[day] for cell, day in day_of.items()})
+
+    @staticmethod
     def _starts(grain, days, day_of_call, second_of_call):
         """(the sorted starts of the cells of `grain` holding calls, each call's index into them)."""
         zone = local_days.zone_of(grain)
@@ -182,7 +190,7 @@ class CellBuilder:
         return starts, np.array([position[floor(day, grain)] for day in days])[day_of_call]
 
 
-NO_QUARTERS = (b"", b"")
+NO_QUARTERS = (b"", b"", b"")
 
 
 def _full_key(shape, kept):
@@ -202,10 +210,11 @@ def _numbers_per_call(values):
                            + [values[:, 1 + m] for m in range(len(METRICS)) for _ in range(3)])
 
 
-def _quarter_blobs(cell_of, quarter, values):
-    """{cell number: (quarters, quarter_sketches)} of calls in cells
-    `cell_of`, at quarters of the day `quarter`, with `values` (cost, then
-    METRICS) (app/quarters.py)."""
+def _quarter_blobs(cell_of, quarter, values, tail_starts):
+    """{cell number: (quarters, quarter_sketches, tail_sketches)} of calls in
+    cells `cell_of`, at quarters of the day `quarter`, with `values` (cost,
+    then METRICS), the tails of each cell's day beginning at `tail_starts`
+    {cell number: [quarter]} (app/quarters.py)."""
     sub = cell_of * quarters.QUARTERS_A_DAY + quarter
     subs, numbers = quarters.numbers_per_group(sub, _numbers_per_call(values))
     entry_sub = np.repeat(sub, len(METRICS))  # a sketch entry per call and metric
@@ -215,9 +224,12 @@ def _quarter_blobs(cell_of, quarter, values):
     number_cells, entry_cells = subs // quarters.QUARTERS_A_DAY, entry_sub // quarters.QUARTERS_A_DAY
     for cell in np.unique(number_cells).tolist():
         rows, entries = number_cells == cell, entry_cells == cell
+        entry_quarter, metric, bins = entry_sub[entries] % quarters.QUARTERS_A_DAY, entry_metric[entries], \
+            entry_bin[entries]
+        starts, tail_metric, tail_bins = quarters.tails(entry_quarter, metric, bins, tail_starts[cell])
         blobs[cell] = (quarters.encoded_numbers(subs[rows] % quarters.QUARTERS_A_DAY, numbers[rows]),
-                       quarters.encoded_pairs(entry_sub[entries] % quarters.QUARTERS_A_DAY, entry_metric[entries],
-                                              entry_bin[entries], np.ones(entries.sum(), dtype=np.int64)))
+                       quarters.encoded_pairs(entry_quarter, metric, bins, np.ones(len(bins), dtype=np.int64)),
+                       quarters.encoded_pairs(starts, tail_metric, tail_bins, np.ones(len(tail_bins), dtype=np.int64)))
     return blobs
 
 

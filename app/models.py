@@ -158,6 +158,7 @@ class UsageRollup(BaseModel):
     output_tokens_sketch = BlobField()
     quarters = BlobField(default=b"")  # model_day cells' quarter hours (migration 016, app/quarters.py)
     quarter_sketches = BlobField(default=b"")
+    tail_sketches = BlobField(default=b"")  # model_day cells' tails of named zones' days (migration 019)
     sketch_pieces = IntegerField(default=1)  # appended, not yet merged (migration 005)
 
     class Meta:

@@ -107,7 +107,7 @@ def kept(grain):
 
 # The blobs of a cell: a sketch per metric, then its quarter hours (empty
 # but in model_day cells): the columns SKETCHES of usage_rollup.
-QUARTER_BLOBS = ("quarters", "quarter_sketches")
+QUARTER_BLOBS = ("quarters", "quarter_sketches", "tail_sketches")
 # The open ends of a window, as instants aligned to every grain.
 BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)

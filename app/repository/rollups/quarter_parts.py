@@ -33,6 +33,12 @@ HALF_DAY = quarters.QUARTERS_A_DAY // 2
 # per metric sum, minimum, maximum.
 TOTALS_MINIMA = [5 + 3 * m for m in range(len(METRICS))]
 TOTALS_MAXIMA = [6 + 3 * m for m in range(len(METRICS))]
+# The columns of a model_day cell that Parts reads (its quarters' pairs apart), and where they are.
+ROW = [UsageRollup.cell_start, UsageRollup.model, UsageRollup.status,
+       *(getattr(UsageRollup, name) for name in METRIC_SKETCHES),
+       UsageRollup.quarters, UsageRollup.tail_sketches, UsageRollup.id]
+MODEL, STATUS, SKETCHES = 1, 2, slice(3, 3 + len(METRICS))
+QUARTERS, TAILS, ID = 3 + len(METRICS), 4 + len(METRICS), 5 + len(METRICS)
 
 
 def serves(names):
@@ -94,38 +100,46 @@ class Parts:
             owner[day_number[day], first:end] = i
             if end - first > HALF_DAY:
                 big[day_number[day]] = i
+        parts_of_day = {}
+        for i, day, first, end in parts:
+            parts_of_day.setdefault(day_number[day], []).append((i, first, end))
         rows = self._rows(filters, days)
         self.totals = self._totals(rows, day_number, owner, key_names)
         self.sketch_keys, self.day_sketches, self.pairs = [], [], None
-        self._sketches([row for row in rows if row[2] == "ok"], day_number, owner, big, sketch_names)
+        self._sketches([row for row in rows if row[STATUS] == "ok"], day_number, owner, big, parts_of_day,
+                       sketch_names)
 
     @staticmethod
     def _rows(filters, days):
-        columns = [UsageRollup.cell_start, UsageRollup.model, UsageRollup.status,
-                   *(getattr(UsageRollup, name) for name in METRIC_SKETCHES),
-                   UsageRollup.quarters, UsageRollup.quarter_sketches]
+        """The model_day cells of `days`, as tuples (ROW columns)."""
         where = (UsageRollup.grain == MODEL_DAY) & UsageRollup.cell_start.in_(SQL(literals(days)))
         for name, values in filters.items():
             where &= getattr(UsageRollup, name).in_(values)
-        query = UsageRollup.select(*columns).where(where)
+        query = UsageRollup.select(*ROW).where(where)
         # fetch_all: bytea in PostgreSQL's binary format, not hex text to decode (a
         # series by model of 30 days in Asia/Kolkata at 10M calls reads 22 MB: 188 -> 93 ms).
         return [(UsageRollup.cell_start.python_value(row[0]), *row[1:]) for row in fetch_all(query)] if days else []
 
     @staticmethod
+    def _quarter_sketches(ids):
+        """{cell id: its quarter_sketches}: read apart, for the cells whose tails do not serve."""
+        query = UsageRollup.select(UsageRollup.id, UsageRollup.quarter_sketches).where(UsageRollup.id.in_(ids))
+        return dict(fetch_all(query)) if ids else {}
+
+    @staticmethod
     def _key(row, names):
-        values = {"model": row[1], "status": row[2]}
+        values = {"model": row[MODEL], "status": row[STATUS]}
         return tuple(values[name] for name in names)
 
     def _totals(self, rows, day_number, owner, key_names):
         keys, codes, numbers = {}, [], []
         for row in rows:
-            found, values = quarters.records(bytes(row[-2]))
+            found, values = quarters.records(bytes(row[QUARTERS]))
             windows = owner[day_number[row[0]], found]
             kept = windows >= 0
             key = keys.setdefault(self._key(row, key_names), len(keys))
             codes.append(windows[kept])
-            numbers.append(_as_totals(values[kept], row[2] == "ok", row[2] == "error", key))
+            numbers.append(_as_totals(values[kept], row[STATUS] == "ok", row[STATUS] == "error", key))
         if not codes:
             return []
         codes, numbers = np.concatenate(codes), np.concatenate(numbers)
@@ -143,7 +157,7 @@ class Parts:
             rows_out.append(row)
         return rows_out
 
-    def _sketches(self, rows, day_number, owner, big, sketch_names):
+    def _sketches(self, rows, day_number, owner, big, parts_of_day, sketch_names):
         keys = {}
         key_numbers, metric_numbers, bins, counts = [], [], [], []
 
@@ -160,17 +174,41 @@ class Parts:
             metric_numbers.append(found["metric"].astype(np.int64))
             bins.append(found["bin"].astype(np.int64))
             counts.append(sign * found["count"].astype(np.int64))
+
+        def day_sketch(window, row):
+            number = keys.setdefault((window, *name), len(keys))
+            self.day_sketches.append((number, [bytes(s) for s in row[SKETCHES]]))
+
+        # Each part [first, end) of a day is its tail from `first` (the day
+        # from 0) less its tail from `end` (nothing from the day's end), where
+        # the cell holds those tails whole; else its quarters' pairs.
+        by_quarters = []
+        for row in rows:
+            d, name = day_number[row[0]], self._key(row, sketch_names)
+            day_parts = parts_of_day[d]
+            wanted = {q for _, first, end in day_parts for q in (first, end) if 0 < q < quarters.QUARTERS_A_DAY}
+            tails = quarters.pairs(bytes(row[TAILS]))
+            if wanted - quarters.whole_tails(tails, *_calls_per_quarter(row), wanted):
+                by_quarters.append(row)
+                continue
+            for window, first, end in day_parts:
+                for q, sign in ((first, 1), (end, -1)):
+                    if q == 0:
+                        day_sketch(window, row)
+                    elif q < quarters.QUARTERS_A_DAY:
+                        tail = tails[tails["quarter"] == q]
+                        if len(tail):
+                            add(np.full(len(tail), window), tail, sign)
         # The quarters whose pairs some part adds or subtracts: those outside
         # the day's big part (a day in Asia/Kolkata reads 22 of 96 quarters'
         # pairs), taken before anything else is done with the pairs.
         read = (owner != big[:, None]) & ((owner >= 0) | (big[:, None] >= 0))
-        for row in rows:
-            d = day_number[row[0]]
-            name = self._key(row, sketch_names)
+        pairs_of = self._quarter_sketches([row[ID] for row in by_quarters])
+        for row in by_quarters:
+            d, name = day_number[row[0]], self._key(row, sketch_names)
             if big[d] >= 0:  # the day's sketch, for the part holding most of it
-                number = keys.setdefault((int(big[d]), *name), len(keys))
-                self.day_sketches.append((number, [bytes(s) for s in row[3:3 + len(METRICS)]]))
-            found = quarters.pairs(bytes(row[-1]))
+                day_sketch(int(big[d]), row)
+            found = quarters.pairs(bytes(pairs_of[row[ID]]))
             found = found[read[d, found["quarter"]]]
             if not len(found):
                 continue
@@ -184,6 +222,12 @@ class Parts:
         self.sketch_keys = list(keys)
         if key_numbers:
             self.pairs = tuple(np.concatenate(parts) for parts in (key_numbers, metric_numbers, bins, counts))
+
+
+def _calls_per_quarter(row):
+    """(quarters, calls) of a cell's `quarters` records."""
+    found, values = quarters.records(bytes(row[QUARTERS]))
+    return found, values[:, 0]
 
 
 def _as_totals(values, ok, error, key):
