@@ -3,25 +3,20 @@ answering costs a request a bounded wait and a 503, never a hung worker.
 
 Connecting has a timeout (psycopg's connect_timeout); PostgreSQL cancels a
 statement that runs too long (`statement_timeout`); for a server that cannot
-even do that (stopped, or its host gone) a watchdog thread cuts the
-connection when the client-side deadline passes. `statistics_transaction`
-gives a repository method a longer limit of its own, on both engines.
+even do that (stopped, or its host gone) a watchdog thread
+(app/db/watchdog.py) cuts the connection when the client-side deadline
+passes. `statistics_transaction` gives a repository method a longer limit
+of its own, on both engines.
 """
 import functools
-import logging
-import os
-import socket
 import threading
 import time
 from contextlib import contextmanager, nullcontext
 
-import psycopg
 from peewee import PostgresqlDatabase, __exception_wrapper__
 
-from ..request_context import current_id as current_request_id
+from . import watchdog
 from .handle import Limits, database
-
-logger = logging.getLogger(__name__)
 
 # The client gives PostgreSQL this long beyond a limit before it cuts the
 # connection: a live server cancels first, with a clean error and a
@@ -188,7 +183,7 @@ def _watched(db):
 class _StatementDeadlines:
     """Mixed into playhouse's pooled PostgreSQL database: every round trip
     (statements, BEGIN, COMMIT, ROLLBACK, and the pool's own check-out ping and
-    check-in rollback) is watched by WATCHDOG, which cuts the connection if no
+    check-in rollback) is watched by watchdog.WATCHDOG, which cuts the connection if no
     answer came by the deadline. The waiting thread then gets OperationalError,
     and the pool closes the broken connection instead of handing it out again.
 
@@ -225,14 +220,14 @@ class _StatementDeadlines:
             self.cursor().execute("SELECT set_config(%s, %s, true)", (name, str(value)))
 
     def _is_closed(self, conn):
-        with WATCHDOG.deadline(self._check_deadline(), conn):
+        with watchdog.WATCHDOG.deadline(self._check_deadline(), conn):
             closed = super()._is_closed(conn)
         if closed:
             self._close_raw(conn)  # playhouse drops it from the pool without closing it
         return closed
 
     def _can_reuse(self, conn):
-        with WATCHDOG.deadline(self._check_deadline(), conn):
+        with watchdog.WATCHDOG.deadline(self._check_deadline(), conn):
             return super()._can_reuse(conn)
 
     def _check_deadline(self):
@@ -248,7 +243,7 @@ class _StatementDeadlines:
         ends = getattr(_transaction_limit, "ends", None)
         if ends is None:
             ends = time.monotonic() + self.limits.statement
-        with WATCHDOG.deadline(ends + CLIENT_GRACE, self._state.conn):
+        with watchdog.WATCHDOG.deadline(ends + CLIENT_GRACE, self._state.conn):
             yield
 
 
@@ -256,91 +251,3 @@ class _StatementDeadlines:
 def with_deadlines(pooled_class):
     """The pooled class playhouse.db_url picks for the scheme, with deadlines."""
     return type(pooled_class.__name__ + "WithDeadlines", (_StatementDeadlines, pooled_class), {})
-
-
-class Watchdog:
-    """Cuts the connection of a round trip still waiting at its deadline.
-
-    Why: a PostgreSQL that is stopped (SIGSTOP, a hung VM, a frozen disk)
-    never runs its statement_timeout, and its kernel still ACKs TCP, so
-    keepalives and tcp_user_timeout see nothing wrong: psycopg would wait for
-    ever, until gunicorn kills the worker and the client gets no response.
-
-    How: one daemon thread per process keeps the armed deadlines; at a
-    deadline it shuts the connection's socket down (through a duplicate file
-    descriptor, so psycopg still owns and closes the original). libpq then
-    sees end-of-file and psycopg raises OperationalError in the waiting thread.
-    Disarming takes the same lock as firing, so a round trip that ended in time
-    is never cut afterwards.
-
-    Why not SIGALRM: a signal reaches only the main thread, while requests also
-    run in other threads (Flask's test client and dev server, threaded gunicorn
-    workers, the readiness probe), and one alarm per process cannot serve
-    several deadlines. A thread works from anywhere and costs two lock
-    acquisitions per round trip.
-    """
-
-    def __init__(self):
-        self._lock = threading.Condition()
-        self._armed = {}  # token -> (deadline, psycopg connection)
-        self._wakes_at = None  # the deadline the thread sleeps until; None: nothing armed
-        self._thread = None
-
-    @contextmanager
-    def deadline(self, ends, conn):
-        """Cut `conn` if the enclosed block is still running at monotonic time `ends`;
-        the error the block then raises gets `deadline_passed` (a timeout, in the metrics)."""
-        token = object()
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="db-watchdog", daemon=True)
-                self._thread.start()
-            # The request id goes with it: the cut is logged from the watchdog's thread.
-            self._armed[token] = (ends, conn, current_request_id())
-            if self._wakes_at is None or ends < self._wakes_at:
-                self._lock.notify()
-        try:
-            yield
-        except Exception as error:
-            with self._lock:
-                if self._armed.pop(token, None) is None:
-                    error.deadline_passed = True
-            raise
-        finally:
-            with self._lock:
-                self._armed.pop(token, None)
-
-    def _run(self):
-        with self._lock:
-            while True:
-                now = time.monotonic()
-                for token, (ends, conn, request_id) in list(self._armed.items()):
-                    if ends <= now:
-                        del self._armed[token]
-                        _cut(conn, request_id)
-                self._wakes_at = min((ends for ends, _, _ in self._armed.values()), default=None)
-                self._lock.wait(None if self._wakes_at is None else self._wakes_at - now)
-
-
-def _cut(conn, request_id):
-    """Shut the connection's socket down so that the thread waiting on it fails now."""
-    logger.warning("database: no answer by the deadline; cutting the connection",
-                   extra={"request_id": request_id})
-    try:
-        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
-    except (OSError, psycopg.Error):
-        pass  # already closed: the waiting thread has its error
-
-
-WATCHDOG = Watchdog()
-
-
-def _new_watchdog_after_fork():
-    """A forked child (a gunicorn worker) has none of the parent's threads, and
-    the lock may have been held at the fork: start over."""
-    global WATCHDOG
-    WATCHDOG = Watchdog()
-
-
-os.register_at_fork(after_in_child=_new_watchdog_after_fork)
