@@ -12,7 +12,10 @@ maxima kept: exact). Its sketches are its quarters' pairs added up, or,
 when it holds more than half of its day, the day's sketch with the pairs
 of the quarters outside it subtracted (bin counts subtract exactly): a
 local day is then one day sketch and at most 48 quarters' pairs, wherever
-its midnight falls. Minima and maxima never subtract, and never need to.
+its midnight falls. Where the cell holds the tails a part's ends need,
+whole (a named zone's local days: app/quarters.py), the part is a tail, or
+the day sketch, less a tail, and no quarter's pairs are read. Minima and
+maxima never subtract, and never need to.
 """
 import datetime as dt
 
@@ -81,7 +84,8 @@ def _ceil(moment):
 class Parts:
     """The numbers and sketch pieces of `parts` (of disjoint windows) for a
     key of `key_names` and sketches keyed by `sketch_names`, under `filters`
-    ({column: [values]}): one statement, the model_day cells of their days.
+    ({column: [values]}): one statement, the model_day cells of their days,
+    and one more for the quarters' pairs of the cells whose tails do not serve.
 
     `totals`: rows as scans.cells_of_rows reads them, keyed (window index,
     *key). `sketch_keys`: the (window index, *sketch key) of the pieces;

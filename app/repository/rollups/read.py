@@ -39,11 +39,12 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     merge; exact percentiles do not). The first level is the finest: each
     other level's key must follow from the first's (tenant, then everyone),
     as each of its sketches is merged from the first level's. Every number
-    but the percentiles is exact. At most eight statements: the rollups'
+    but the percentiles is exact. A few statements, as many whatever the windows: the rollups'
     state (and the pruned range), the days holding cells in months not
     sealed (when the windows reach them), the totals and the sketches of
-    the day and the month cells (of the tenant grains where they serve:
-    `_grain`), and the totals and values of the raw edges. Raw edges
+    each grain's cells (of the tenant grains where they serve: `_grain`),
+    the model_day cells of the edges' quarter hours (quarter_parts.Parts:
+    one or two), and the totals and values of the raw edges. Raw edges
     meeting pruned calls: retention.BeforeHorizon, before any but the first
     statement.
     """
