@@ -155,8 +155,9 @@ class CellBuilder:
             held_values.append(held[:, values_column:])
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
-        quartered = {} if MODEL_DAY not in grains else self._quarter_blobs(
-            cell_keys, cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:])
+        quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
+            cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:],
+            self._tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)]))
         sketched = np.concatenate([np.full(len(cells), grain != FAILED_DAY) for cells, grain in zip(cell_of, grains)])
         cell_of, values = np.concatenate(cell_of), np.concatenate(held_values)
         # Every cell number has calls, so cell i's numbers are row i.
@@ -172,12 +173,13 @@ class CellBuilder:
                          + [[quartered.get(i, NO_QUARTERS)[b] for i in cells] for b in range(len(QUARTER_BLOBS))])
 
     @staticmethod
-    def _quarter_blobs(cell_keys, cell_of, quarter, values):
-        """_quarter_blobs of the model_day cells, with the tails of the zones ROLLUP_ZONES names."""
+    def _tail_starts(cell_keys, cell_of):
+        """{cell number: the quarters its day's tails start at} of the model_day
+        cells `cell_of` holds, for the zones ROLLUP_ZONES names (app/quarters.py)."""
         zones = [buckets.zone(name) for name in local_days.named()]
         day_of = {cell: cell_keys[cell][1] for cell in np.unique(cell_of).tolist()}
         starts = {day: quarters.tail_starts(day, zones) for day in set(day_of.values())}
-        return _quarter_blobs(cell_of, quarter, values, {cell: starts[day] for cell, day in day_of.items()})
+        return {cell: starts[day] for cell, day in day_of.items()}
 
     @staticmethod
     def _starts(grain, days, day_of_call, second_of_call):
@@ -226,10 +228,10 @@ def _quarter_blobs(cell_of, quarter, values, tail_starts):
         rows, entries = number_cells == cell, entry_cells == cell
         entry_quarter, metric, bins = entry_sub[entries] % quarters.QUARTERS_A_DAY, entry_metric[entries], \
             entry_bin[entries]
-        starts, tail_metric, tail_bins = quarters.tails(entry_quarter, metric, bins, tail_starts[cell])
+        ones = np.ones(len(bins), dtype=np.int64)
         blobs[cell] = (quarters.encoded_numbers(subs[rows] % quarters.QUARTERS_A_DAY, numbers[rows]),
-                       quarters.encoded_pairs(entry_quarter, metric, bins, np.ones(len(bins), dtype=np.int64)),
-                       quarters.encoded_pairs(starts, tail_metric, tail_bins, np.ones(len(tail_bins), dtype=np.int64)))
+                       quarters.encoded_pairs(entry_quarter, metric, bins, ones),
+                       quarters.encoded_pairs(*quarters.tails(entry_quarter, metric, bins, ones, tail_starts[cell])))
     return blobs
 
 

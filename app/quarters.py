@@ -45,7 +45,7 @@ import numpy as np
 from . import local_days, sketch
 
 QUARTERS_A_DAY = 96
-QUARTER, DAY = dt.timedelta(minutes=15), dt.timedelta(days=1)
+QUARTER = dt.timedelta(minutes=15)
 NUMBERS = 11  # CellNumbers.numbers(): calls, cost, then each metric's sum, minimum, maximum
 # 61 bytes, packed: a metric's minimum and maximum are 32-bit (app/records.py MAX_INT).
 QUARTER_NUMBERS = np.dtype([("quarter", "u1"), ("calls", "<u4"), ("cost", "<i8"), ("sum", "<i8", (3,)),
@@ -76,22 +76,21 @@ def tail_starts(day, zones):
     (app/local_days.py), but 0: a day's tail from 0 is the day."""
     found = set()
     for tz in zones:
-        for midnight in local_days.day_starts(day, day + DAY, tz):
+        for midnight in local_days.day_starts(day, day + local_days.DAY, tz):
             offset = midnight - day
             if offset and not offset % QUARTER:
                 found.add(offset // QUARTER)
     return sorted(found)
 
 
-def tails(quarter, metric, bins, starts):
-    """The entries (tail start, metric, bin) of values at quarters `quarter`,
-    of `metric`, in `bins` (arrays of one length), in each tail of `starts`
-    holding them (an entry per value and tail)."""
+def tails(quarter, metric, bins, counts, starts):
+    """The entries (tail start, metric, bin, count) of the entries (quarter,
+    metric, bin, count) given as arrays of one length, in each tail of
+    `starts` holding them (an entry per entry and tail)."""
     held = [quarter >= start for start in starts]
     none = np.zeros(0, dtype=np.int64)
     return (np.concatenate([np.full(h.sum(), start, dtype=np.int64) for start, h in zip(starts, held)] + [none]),
-            np.concatenate([metric[h] for h in held] + [metric[:0]]),
-            np.concatenate([bins[h] for h in held] + [bins[:0]]))
+            *(np.concatenate([column[h] for h in held] + [column[:0]]) for column in (metric, bins, counts)))
 
 
 def whole_tails(tail_pairs, quarter_of_records, calls_of_records, starts):
@@ -116,12 +115,10 @@ def whole_tails_agree(merged_blobs, recomputed_blobs):
     quarter_of_records, numbers = records(merged_blobs[0])
     whole = sorted(whole_tails(stored, quarter_of_records, numbers[:, 0], set(stored["quarter"].tolist())))
     recomputed = pairs(recomputed_blobs[1])
-    starts, metric, bins = tails(recomputed["quarter"].astype(np.int64), recomputed["metric"],
-                                 recomputed["bin"], whole)
-    counts = np.concatenate([recomputed["count"][recomputed["quarter"] >= start] for start in whole]
-                            + [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+    expected = tails(recomputed["quarter"], recomputed["metric"], recomputed["bin"],
+                     recomputed["count"].astype(np.int64), whole)
     kept = stored[np.isin(stored["quarter"], whole)]
-    return encoded_pairs(starts, metric, bins, counts) == encoded_pairs(
+    return encoded_pairs(*expected) == encoded_pairs(
         kept["quarter"], kept["metric"], kept["bin"], kept["count"].astype(np.int64))
 
 

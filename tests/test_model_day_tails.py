@@ -124,4 +124,5 @@ def test_a_days_tails_start_at_each_named_zones_midnight_in_it():
         == [14]
     assert quarters.tail_starts(dt.datetime(2026, 3, 9, tzinfo=dt.timezone.utc), [ZoneInfo("America/St_Johns")]) \
         == [10]
-    assert np.array_equal(quarters.tails(np.array([3, 80]), np.array([0, 1]), np.array([5, 6]), [73])[0], [73])
+    assert np.array_equal(quarters.tails(np.array([3, 80]), np.array([0, 1]), np.array([5, 6]), np.array([1, 1]),
+                                         [73])[0], [73])

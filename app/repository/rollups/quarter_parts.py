@@ -17,8 +17,6 @@ whole (a named zone's local days: app/quarters.py), the part is a tail, or
 the day sketch, less a tail, and no quarter's pairs are read. Minima and
 maxima never subtract, and never need to.
 """
-import datetime as dt
-
 import numpy as np
 from peewee import SQL
 
@@ -30,7 +28,6 @@ from ...rollups import floor as rollup_floor
 from ..scans import literals
 from .cells import METRIC_SKETCHES
 
-QUARTER = dt.timedelta(minutes=15)
 HALF_DAY = quarters.QUARTERS_A_DAY // 2
 # Totals rows (scans.cells_of_rows): calls, failed, ok calls, ok cost, then
 # per metric sum, minimum, maximum.
@@ -67,7 +64,7 @@ def split(raw_ranges, horizon):
         while day < end:  # a raw range spans two UTC days at most
             next_day = following(day, "day")
             a, b = max(first, day), min(end, next_day)
-            parts.append((i, day, (a - day) // QUARTER, (b - day) // QUARTER))
+            parts.append((i, day, (a - day) // quarters.QUARTER, (b - day) // quarters.QUARTER))
             day = next_day
     return raw, parts
 
@@ -78,7 +75,7 @@ def _floor(moment):
 
 def _ceil(moment):
     start = _floor(moment)
-    return start if start == moment else start + QUARTER
+    return start if start == moment else start + quarters.QUARTER
 
 
 class Parts:
@@ -115,14 +112,16 @@ class Parts:
 
     @staticmethod
     def _rows(filters, days):
-        """The model_day cells of `days`, as tuples (ROW columns)."""
+        """The model_day cells of `days`, as tuples (ROW columns, the
+        `quarters` records decoded: quarters.records)."""
         where = (UsageRollup.grain == MODEL_DAY) & UsageRollup.cell_start.in_(SQL(literals(days)))
         for name, values in filters.items():
             where &= getattr(UsageRollup, name).in_(values)
         query = UsageRollup.select(*ROW).where(where)
         # fetch_all: bytea in PostgreSQL's binary format, not hex text to decode (a
         # series by model of 30 days in Asia/Kolkata at 10M calls reads 22 MB: 188 -> 93 ms).
-        return [(UsageRollup.cell_start.python_value(row[0]), *row[1:]) for row in fetch_all(query)] if days else []
+        return [(UsageRollup.cell_start.python_value(row[0]), *row[1:QUARTERS], quarters.records(bytes(row[QUARTERS])),
+                 *row[QUARTERS + 1:]) for row in fetch_all(query)] if days else []
 
     @staticmethod
     def _quarter_sketches(ids):
@@ -138,7 +137,7 @@ class Parts:
     def _totals(self, rows, day_number, owner, key_names):
         keys, codes, numbers = {}, [], []
         for row in rows:
-            found, values = quarters.records(bytes(row[QUARTERS]))
+            found, values = row[QUARTERS]
             windows = owner[day_number[row[0]], found]
             kept = windows >= 0
             key = keys.setdefault(self._key(row, key_names), len(keys))
@@ -179,7 +178,7 @@ class Parts:
             bins.append(found["bin"].astype(np.int64))
             counts.append(sign * found["count"].astype(np.int64))
 
-        def day_sketch(window, row):
+        def day_sketch(window, name, row):
             number = keys.setdefault((window, *name), len(keys))
             self.day_sketches.append((number, [bytes(s) for s in row[SKETCHES]]))
 
@@ -192,13 +191,14 @@ class Parts:
             day_parts = parts_of_day[d]
             wanted = {q for _, first, end in day_parts for q in (first, end) if 0 < q < quarters.QUARTERS_A_DAY}
             tails = quarters.pairs(bytes(row[TAILS]))
-            if wanted - quarters.whole_tails(tails, *_calls_per_quarter(row), wanted):
+            found, values = row[QUARTERS]
+            if wanted - quarters.whole_tails(tails, found, values[:, 0], wanted):
                 by_quarters.append(row)
                 continue
             for window, first, end in day_parts:
                 for q, sign in ((first, 1), (end, -1)):
                     if q == 0:
-                        day_sketch(window, row)
+                        day_sketch(window, name, row)
                     elif q < quarters.QUARTERS_A_DAY:
                         tail = tails[tails["quarter"] == q]
                         if len(tail):
@@ -211,7 +211,7 @@ class Parts:
         for row in by_quarters:
             d, name = day_number[row[0]], self._key(row, sketch_names)
             if big[d] >= 0:  # the day's sketch, for the part holding most of it
-                day_sketch(int(big[d]), row)
+                day_sketch(int(big[d]), name, row)
             found = quarters.pairs(bytes(pairs_of[row[ID]]))
             found = found[read[d, found["quarter"]]]
             if not len(found):
@@ -226,12 +226,6 @@ class Parts:
         self.sketch_keys = list(keys)
         if key_numbers:
             self.pairs = tuple(np.concatenate(parts) for parts in (key_numbers, metric_numbers, bins, counts))
-
-
-def _calls_per_quarter(row):
-    """(quarters, calls) of a cell's `quarters` records."""
-    found, values = quarters.records(bytes(row[QUARTERS]))
-    return found, values[:, 0]
 
 
 def _as_totals(values, ok, error, key):
