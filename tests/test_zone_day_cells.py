@@ -202,26 +202,3 @@ def test_all_usage_takes_the_tenants_percentiles_from_the_zones_cells(app, clien
                     assert abs(float(found[metric][stat]) - value) <= 0.01 * value, (tenant_id, metric, stat)
     without_quick = expected_stats(kept, "t-a", start, end)["call_duration"]["p50"]
     assert float(tenants["t-a"]["call_duration"]["p50"]) < 0.5 * without_quick  # the quick calls, from cells alone
-
-
-@pytest.mark.parametrize("zone", ["Europe/Berlin", "Asia/Kathmandu"])
-def test_a_series_of_every_tenant_by_local_day_reads_the_zones_cells(app, client, runner, site, zone):
-    """Grouped by nothing or by status, a zone's day cells serve every
-    bucket they cover whole, where model_day cells would add up quarter
-    hours; the buckets at the window's odd ends still come from model_day
-    cells and raw calls. With every model_day cell of the whole local days
-    and their raw calls deleted, the series holds every call."""
-    records, superuser = site
-    start, end, unit = WINDOWS[1]
-    inside = whole_local_days(start, end, zone)
-    assert runner.invoke(args=["rollups", "rebuild"]).exit_code == 0
-    assert delete_raw_calls(app, *inside) > 0
-    first_whole_utc_day = (inside[0] + dt.timedelta(days=1)).replace(hour=0, minute=0)
-    with app.app_context():
-        deleted = (UsageRollup.delete()
-                   .where((UsageRollup.grain == "model_day") & (UsageRollup.cell_start >= first_whole_utc_day)
-                          & (UsageRollup.cell_start < inside[1].replace(hour=0, minute=0)))
-                   .execute())
-    assert deleted > 0
-    for group_by in ((), ("status",)):
-        check_series(client, superuser, records, start, end, unit, zone, group_by, {})
