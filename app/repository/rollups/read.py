@@ -3,7 +3,7 @@ import numpy as np
 
 from ... import local_days, retention, statistics
 from ...buckets import zone
-from ...db import database, fetch_all
+from ...db import database, fetch_all, pipelined
 from ...rollups import (BEGINNING, END_OF_TIME, FAILED_DAY, KEPT, METRICS, MODEL_DAY, OPEN_MONTH, TENANT_DAY,
                         TENANT_MONTH, cover, following, starts_between)
 from ...sketch import SketchSet
@@ -133,32 +133,39 @@ def approximate(filters, key_names, windows, sketch_names, levels):
             add([[number * len(METRICS) + m for number in numbers]], [row[width + m] for row in rows])
 
     # Each grain's cells by their own statement: see CellSource. Answers by
-    # no more than tenant and status read the tenant grains (`_grain`).
-    for grain, starts in totals_plan:
-        for source in _totals_sources(filters, key_names, grain, starts) if starts else ():
-            _add_totals(totals, database.execute(source.totals()).fetchall(), source.width)
-    for grain, starts in sketch_plan:
-        if starts:
-            source = CellSource(filters, sketch_names, _grain(grain, filters, sketch_names), starts)
-            add_to_sketches(fetch_all(source.sketches()), source.width, sketches.add_sketches)
-    if parts:
-        _add_quarter_parts(quarter_parts.Parts(filters, key_names, sketch_names, parts), len(key_names), totals,
-                           sketches, number_of)
+    # no more than tenant and status read the tenant grains (`_grain`). The
+    # sketches' rows come first; the cells' totals then run on the server
+    # while Python merges the sketches (`pipelined`: /v1/usage/all over 30
+    # days at 10M calls spends 40 ms adding up 36,000 day cells and 28 ms
+    # merging 1,500 tenants' days of sketches).
+    sketch_rows = [(fetch_all(source.sketches()), source.width, sketches.add_sketches)
+                   for source in (CellSource(filters, sketch_names, _grain(grain, filters, sketch_names), starts)
+                                  for grain, starts in sketch_plan if starts)]
+    found_parts = quarter_parts.Parts(filters, key_names, sketch_names, parts) if parts else None
 
     def edges(names, ranges):
         return Scan(scans.matching(filters), tuple(COLUMNS[name] for name in names), ranges=ranges)
-    if totals_raw:
-        scan = edges(key_names, totals_raw)
-        _add_totals(totals, scans.aggregate_rows(scan), len(scan.key_columns))
     if sketch_raw:
         scan = edges(sketch_names, sketch_raw)
         rows = database.execute(scan.rows(*METRIC_COLUMNS.values(), where=OK)).fetchall()
-        add_to_sketches(rows, len(scan.key_columns), sketches.add_values)
-    for level, level_groups in zip(levels[1:], groups[1:]):
-        sketches.count_also_in({groups[0][finest] * len(METRICS) + m:
-                                _group_number(groups, level_groups, level(key)) * len(METRICS) + m
-                                for finest, key in examples.items() for m in range(len(METRICS))})
-    found, sizes, _, values = sketches.at_ranks(statistics.ranks_needed)
+        sketch_rows.append((rows, len(scan.key_columns), sketches.add_values))
+    totals_sources = [source for grain, starts in totals_plan if starts
+                      for source in _totals_sources(filters, key_names, grain, starts)]
+    with pipelined([source.totals().sql() for source in totals_sources]) as totals_rows:
+        for rows, width, add in sketch_rows:
+            add_to_sketches(rows, width, add)
+        if found_parts:
+            _add_quarter_parts(found_parts, len(key_names), totals, sketches, number_of)
+        for level, level_groups in zip(levels[1:], groups[1:]):
+            sketches.count_also_in({groups[0][finest] * len(METRICS) + m:
+                                    _group_number(groups, level_groups, level(key)) * len(METRICS) + m
+                                    for finest, key in examples.items() for m in range(len(METRICS))})
+        found, sizes, _, values = sketches.at_ranks(statistics.ranks_needed)
+    for source, rows in zip(totals_sources, totals_rows):
+        _add_totals(totals, rows, source.width)
+    if totals_raw:
+        scan = edges(key_names, totals_raw)
+        _add_totals(totals, scans.aggregate_rows(scan), len(scan.key_columns))
     estimates = dict(zip(found.tolist(), statistics.percentiles_of_groups(sizes, values)))
     percentiles = [{} for _ in levels]
     for level_percentiles, level_groups in zip(percentiles, groups):
