@@ -113,10 +113,13 @@ class SketchSet:
             self._counts.append(np.asarray(counts, dtype=np.int64))
 
     def _merged(self):
-        """(groups, bins, counts) sorted by group and bin, one entry per (group, bin)."""
-        merged = added_up(*(np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)))
+        """(groups, bins, counts): each group's entries together and sorted by
+        bin, one entry per (group, bin); the groups sorted too where some
+        count in coarser ones, else in no order (`added_up_where_needed`)."""
+        pieces = [np.concatenate(parts) for parts in (self._groups, self._bins, self._counts)]
         if not self._coarser:
-            return merged
+            return added_up_where_needed(*pieces)
+        merged = added_up(*pieces)
         groups, bins, counts = merged
         target = np.full(max(groups.max(initial=0), max(self._coarser)) + 1, -1, dtype=np.int64)
         target[list(self._coarser)] = list(self._coarser.values())
@@ -165,6 +168,34 @@ class SketchSet:
         return groups[starts], sizes, ranks, REPRESENTATIVES[bins[at]]
 
 
+def added_up_where_needed(groups, bins, counts):
+    """As `added_up`, but a group whose entries are already one run of rising
+    bins with positive counts (a stored sketch of one piece) stays as it is
+    and where it is: only the other groups' entries are sorted and added up,
+    after the rest. Each group's entries are then together and in bin order;
+    the groups are in no order. A series by tenant by local day is such
+    sketches, 13,500 of about 250 pairs each at 10M calls: sorting and adding
+    up their 3.4M entries took 137 ms, and one group in two pieces (a day
+    ingestion appended to) made all of them take it."""
+    if not len(groups) or _fits_dense(groups):  # added_up is then one pass anyway
+        return added_up(groups, bins, counts)
+    boundary = np.r_[True, groups[1:] != groups[:-1]]
+    starts = np.flatnonzero(boundary)
+    run_groups, run_of = groups[starts], np.cumsum(boundary) - 1
+    unsorted = np.zeros(len(starts), dtype=bool)
+    unsorted[run_of[1:][~boundary[1:] & (bins[1:] <= bins[:-1])]] = True
+    unsorted[run_of[counts <= 0]] = True
+    ordered = np.sort(run_groups)
+    needing = np.union1d(run_groups[unsorted], ordered[1:][ordered[1:] == ordered[:-1]])  # or in several runs
+    if not len(needing):
+        return groups, bins, counts
+    if len(needing) == len(np.unique(ordered)):
+        return added_up(groups, bins, counts)
+    dirty = np.repeat(np.isin(run_groups, needing), np.diff(np.r_[starts, len(groups)]))
+    merged = added_up(groups[dirty], bins[dirty], counts[dirty])
+    return tuple(np.concatenate([column[~dirty], again]) for column, again in zip((groups, bins, counts), merged))
+
+
 def added_up(groups, bins, counts):
     """(groups, bins, counts) sorted by group and bin, the counts of each
     (group, bin) added into one entry, none of them zero."""
@@ -172,7 +203,7 @@ def added_up(groups, bins, counts):
     if not len(codes):
         return groups, bins, counts
     # bincount adds in float64: exact, as no count comes near 2**53 calls.
-    if codes.max() < min(DENSE_PER_ENTRY * len(codes), DENSE_LIMIT):  # a counter per (group, bin), no sort
+    if _fits_dense(groups):  # a counter per (group, bin), no sort
         dense = np.bincount(codes, weights=counts)
         codes = np.flatnonzero(dense)
         counts = dense[codes].astype(np.int64)
@@ -188,6 +219,12 @@ def added_up(groups, bins, counts):
         if (counts == 0).any():  # all taken out again (`add_pairs`)
             codes, counts = codes[counts != 0], counts[counts != 0]
     return codes // len(LOWS), codes % len(LOWS), counts
+
+
+def _fits_dense(groups):
+    """Whether a counter per possible (group, bin) of these entries' groups
+    fits the limits of DENSE_PER_ENTRY and DENSE_LIMIT."""
+    return (int(groups.max()) + 1) * len(LOWS) <= min(DENSE_PER_ENTRY * len(groups), DENSE_LIMIT)
 
 
 def split_counts(groups, bins, counts):

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from peewee import IntegrityError
 
-from app import statistics
+from app import sketch, statistics
 from app.db import database
 from app.models import LlmCall, UsageRollup
 from app.records import MAX_INT, CallRecordSchema, to_row
@@ -347,6 +347,60 @@ def test_a_count_above_65535_is_stored_as_several_pairs_of_its_bin():
     groups, sizes, ranks, values = read.at_ranks(lambda sizes: [sizes - 4, sizes - 3, sizes - 1])
     assert (groups.tolist(), sizes.tolist(), ranks.tolist(), values.tolist()) == (
         [0], [70_003], [[69_999, 70_000, 70_002]], [[0, 7, 7]])
+
+
+def test_sketches_read_as_stored_or_merged_give_each_groups_values_at_ranks():
+    """Sketches holding one group each in bin order are read as they are
+    (sketch.added_up_where_needed); any group in two pieces whose bins
+    overlap, or in two runs, or with a count split into two pairs, is merged
+    first, alone or among groups read as they are.
+    Either way each group's value at rank r is the representative of the
+    bin of its r-th smallest value, computed here from the sorted values."""
+    rng = random.Random(11)
+    values = {group: [rng.choice([rng.randint(0, 200), rng.randint(0, MAX_INT)]) for _ in range(rng.randint(1, 60))]
+              for group in range(40)}
+    values[40] = [3] * 70_000 + [9, 12]  # a count above 65,535: two pairs of one bin
+
+    def encoded(group_values):
+        one = SketchSet()
+        one.add_values([[0] * len(group_values)], group_values)
+        return one.encoded()[0]
+
+    def ranks(sizes):
+        return [np.zeros_like(sizes), sizes // 2, sizes - 1]
+
+    def expected(groups):
+        found = {}
+        for group in groups:
+            ordered = sorted(values[group])
+            found[group] = (len(ordered), [int(sketch.REPRESENTATIVES[sketch.bin_of(np.array([ordered[r]]))[0]])
+                                           for r in (0, len(ordered) // 2, len(ordered) - 1)])
+        return found
+
+    def read(groups, sketches):
+        read = SketchSet()
+        read.add_sketches([groups], sketches)
+        found, sizes, _, at = read.at_ranks(ranks)
+        return {g: (n, v) for g, n, v in zip(found.tolist(), sizes.tolist(), at.tolist())}
+
+    shuffled = rng.sample(range(40), 40)
+    assert read(shuffled, [encoded(values[g]) for g in shuffled]) == expected(shuffled)  # as stored
+    halves = {g: (values[g][::2], values[g][1::2]) for g in range(40)}
+    two = [g for g in range(40) if halves[g][1]]  # groups of two values or more, in two pieces
+    assert read([g for g in two for _ in (0, 1)], [encoded(half) for g in two for half in halves[g]]) == expected(two)
+    assert read(two + two, [encoded(halves[g][0]) for g in two] + [encoded(halves[g][1]) for g in two]) \
+        == expected(two)  # each group in two runs
+    assert read([40, 0], [encoded(values[40]), encoded(values[0])]) == expected([40, 0])
+    # Both in one read: groups as stored among groups in two pieces and in two runs.
+    split = [g for g in two if g % 3]
+    whole = [g for g in range(40) if g not in split]
+    pieces = ([(g, encoded(values[g])) for g in whole[:10]] + [(g, encoded(half)) for g in split for half in halves[g]]
+              + [(g, encoded(values[g])) for g in whole[10:]] + [(split[0], encoded(values[split[0]]))])
+    assert read(*map(list, zip(*pieces))) == {**expected(range(40)), split[0]: (
+        2 * len(values[split[0]]), expected([split[0]])[split[0]][1])}
+    taken_out = SketchSet()  # counts that add up to nothing leave no pair, even in one run of rising bins
+    taken_out.add_pairs([0, 0, 1], [4, 7, 4], [2, 0, 1])
+    assert taken_out.encoded() == {0: struct.pack("<HH", 4, 2), 1: struct.pack("<HH", 4, 1)}
 
 
 def test_percentiles_of_many_groups_at_once_are_each_groups_own():
