@@ -138,7 +138,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     # run on the server while Python merges the sketches (`pipelined`:
     # /v1/usage/all over 30 days at 10M calls spends 40 ms adding up 36,000
     # day cells and 28 ms merging 1,500 tenants' days of sketches; in
-    # Asia/Kolkata another 15 ms adding up the raw calls of its first
+    # Asia/Kolkata about 20 ms more adding up the raw calls of its first
     # part-day, 18:30 to 24:00 UTC).
     sketch_rows = [(fetch_all(source.sketches()), source.width, sketches.add_sketches)
                    for source in (CellSource(filters, sketch_names, _grain(grain, filters, sketch_names), starts)
