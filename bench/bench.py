@@ -52,6 +52,12 @@ full run takes about 35 minutes, most of it exact scans of gigabytes, and an
 approximate answer timed in turn with them reads cells the scans pushed out of
 memory; alone, the ladder `1000000,10000000` takes about 5 minutes (seeding included).
 
+`--growth-against URL` measures the same answers on --database-url and on URL,
+two databases seeded before (say 1M and 10M calls), taking turns request by
+request, and prints each answer's growth from the first to the second. The
+ladder measures one scale after the other, minutes apart, and on a machine
+whose speed drifts by a fifth within minutes that moved a growth as much.
+
 Every ratio reads the same way, reads and ingestion alike: ratio = service time
 / baseline time, lower is better; 1.0 means no cost over the SQL itself, 3.0 three
 times as long (ingestion's ≥ 0.5x-the-raw-rate target is a ratio ≤ 2.0). The
@@ -323,6 +329,36 @@ def measure_zones(args, base, url, keys, now):
             raw.conn.close()
 
 
+def measure_growth(args, url, now):
+    """--growth-against: the zones' approximate answers on two databases seeded
+    before (bench/zones.py measure_growth), each served by its own gunicorn,
+    with a superuser key of `bench-ops` made for the run and revoked after."""
+    urls = [url, args.growth_against]
+    made, gets = [], []
+    with contextlib.ExitStack() as stack:
+        for each in urls:
+            upgrade_schema(each)
+            with create_app({"DATABASE_URL": each}).app_context():
+                if not Tenant.select().where(Tenant.tenant_id == SUPER_TENANT).exists():
+                    raise SystemExit(f"{each} holds no bench calls: seed it first (without --growth-against)")
+                api_key, key = accounts.create_key(SUPER_TENANT, "bench", is_superuser=True)
+                print(f"{each}: llm_call holds {LlmCall.select().count():,} rows")
+            database.close()
+            made.append((each, api_key))
+            log = stack.enter_context(tempfile.TemporaryFile("w+"))
+            proc, base = start_gunicorn(each, log)
+            stack.callback(proc.wait, timeout=30)
+            stack.callback(proc.terminate)
+            gets.append(lambda path, base=base, key=key: http(base, path, key))
+        try:
+            zones.measure_growth(args.zones, now, gets, timed, pct, args.requests)
+        finally:
+            for each, api_key in made:
+                with create_app({"DATABASE_URL": each}).app_context():
+                    accounts.revoke_key(api_key.key_id)
+                database.close()
+
+
 # Two shapes of batch: what the backend posts as calls happen (one tenant's
 # calls of the last 10 minutes: few rollup cells per batch), and a backfill
 # (every tenant, spread over a day: about 1.4 new or changed cells per call).
@@ -457,6 +493,10 @@ def parse_args():
     parser.add_argument("--zones-alone", action="store_true",
                         help="measure only the zones' approximate answers: no exact answer, baseline, other "
                              "read, export or ingestion")
+    parser.add_argument("--growth-against", metavar="URL",
+                        help="measure the zones' approximate answers on --database-url and on URL (a larger "
+                             "history, both seeded before), taking turns request by request, and print each "
+                             "answer's growth from the first to the second; nothing else is measured or seeded")
     parser.add_argument("--requests", type=int, default=20, help="samples per latency measurement")
     parser.add_argument("--ingest-batches", type=int, default=20,
                         help=f"batches of {BATCH} records to POST (and to insert raw)")
@@ -474,6 +514,8 @@ def main():
     url = app.config["DATABASE_URL"]
     now = dt.datetime.now(UTC).replace(microsecond=0)
     upgrade_schema(url)
+    if args.growth_against:
+        return measure_growth(args, url, now)
     scales = [int(n) for n in args.ladder.split(",")] if args.ladder else [args.calls]
     with app.app_context():
         sqlite = "" if isinstance(database.obj, PostgresqlDatabase) else \

@@ -102,6 +102,18 @@ def header():
           f"{'service p95':>13}{'baseline p50':>14}{'ratio':>8}")
 
 
+def _at_once(pool, calls):
+    """Run `calls` at once on `pool`; their results."""
+    futures = [pool.submit(call) for call in calls]
+    return [future.result() for future in futures]
+
+
+def _answer(pool, m, precision, get):
+    """A function sending Measurement `m`'s requests at once through `get`."""
+    urls = [f"{path}?" + urlencode({**params, "percentiles": precision}) for path, params in m.requests]
+    return lambda: _at_once(pool, [lambda u=u: get(u) for u in urls])
+
+
 def measure(zones, now, raws, get, timed, pct, repeats, alone=False):
     """{(path, label, precision, zone): (p50, p95, baseline p50)}, printed as a
     table with the zone as a column. `raws`: three Raw connections; `get(path)`
@@ -111,20 +123,14 @@ def measure(zones, now, raws, get, timed, pct, repeats, alone=False):
     precisions = ("approximate",) if alone else PRECISIONS
     header()
     with ThreadPoolExecutor(max_workers=len(raws)) as pool:
-        def at_once(calls):
-            futures = [pool.submit(call) for call in calls]
-            return [future.result() for future in futures]
-
         for zone in zones:
             for m in measurements(zone, now):
-                paths = {p: [f"{path}?" + urlencode({**params, "percentiles": p}) for path, params in m.requests]
-                         for p in precisions}
-                answers = [lambda p=p: at_once([lambda u=u: get(u) for u in paths[p]]) for p in precisions]
+                answers = [_answer(pool, m, p, get) for p in precisions]
                 if alone:
                     b50, service = None, timed(*answers, repeats=repeats)
                 else:
                     baseline, *service = timed(
-                        lambda: at_once([lambda f=f, raw=raw: f(raw) for f, raw in zip(m.baselines, raws)]),
+                        lambda: _at_once(pool, [lambda f=f, raw=raw: f(raw) for f, raw in zip(m.baselines, raws)]),
                         *answers, repeats=repeats)
                     b50 = pct(baseline, 50)
                 for precision, samples in zip(precisions, service):
@@ -132,4 +138,24 @@ def measure(zones, now, raws, get, timed, pct, repeats, alone=False):
                     results[m.path, m.label, precision, zone] = (s50, s95, b50)
                     print(f"{zone:<16}{m.path:<22}{m.label:<19}{precision:<13}{s50 * 1000:>10.1f} ms"
                           f"{s95 * 1000:>10.1f} ms" + ("" if alone else f"{b50 * 1000:>11.1f} ms{s50 / b50:>8.2f}"))
+    return results
+
+
+def measure_growth(zones, now, gets, timed, pct, repeats):
+    """{(path, label, zone): (p50 on the first database, p50 on the second)}
+    of the zones' approximate answers, printed with the growth (second /
+    first). `gets`: two functions answering a request, one per database.
+    The two take turns request by request, as the service and its baseline
+    do: measured one after the other, minutes apart, the two scales met
+    different loads of the machine, which moved a growth by a fifth."""
+    results = {}
+    print(f"\n{'zone':<16}{'endpoint':<22}{'window':<19}{'first p50':>12}{'second p50':>13}{'growth':>9}")
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        for zone in zones:
+            for m in measurements(zone, now):
+                first, second = (pct(samples, 50) for samples in timed(
+                    *(_answer(pool, m, "approximate", get) for get in gets), repeats=repeats))
+                results[m.path, m.label, zone] = (first, second)
+                print(f"{zone:<16}{m.path:<22}{m.label:<19}{first * 1000:>9.1f} ms{second * 1000:>10.1f} ms"
+                      f"{second / first:>8.2f}x")
     return results
