@@ -333,11 +333,10 @@ def measure_growth(args, url, now):
     """--growth-against: the zones' approximate answers on two databases seeded
     before (bench/zones.py measure_growth), each served by its own gunicorn,
     with a superuser key of `bench-ops` made for the run and revoked after."""
-    urls = [url, args.growth_against]
+    upgrade_schema(args.growth_against)  # main() migrated `url`
     made, gets = [], []
     with contextlib.ExitStack() as stack:
-        for each in urls:
-            upgrade_schema(each)
+        for each in (url, args.growth_against):
             with create_app({"DATABASE_URL": each}).app_context():
                 if not Tenant.select().where(Tenant.tenant_id == SUPER_TENANT).exists():
                     raise SystemExit(f"{each} holds no bench calls: seed it first (without --growth-against)")

@@ -378,9 +378,9 @@ def test_sketches_read_as_stored_or_merged_give_each_groups_values_at_ranks():
         return found
 
     def read(groups, sketches):
-        read = SketchSet()
-        read.add_sketches([groups], sketches)
-        found, sizes, _, at = read.at_ranks(ranks)
+        stored = SketchSet()
+        stored.add_sketches([groups], sketches)
+        found, sizes, _, at = stored.at_ranks(ranks)
         return {g: (n, v) for g, n, v in zip(found.tolist(), sizes.tolist(), at.tolist())}
 
     shuffled = rng.sample(range(40), 40)
