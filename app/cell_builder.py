@@ -10,8 +10,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from . import buckets, local_days, quarters, sketch
-from .rollups import CELL_GRAINS, FAILED_DAY, KEY, METRICS, MODEL_DAY, QUARTER_BLOBS, floor, kept
+from . import buckets, day_tails, local_days, quarters, sketch
+from .rollups import CELL_GRAINS, FAILED_DAY, KEY, METRICS, MODEL_DAY, QUARTER_BLOBS, QUARTERS_AT, TAILS_AT, floor, kept
 
 
 class CellNumbers:
@@ -53,7 +53,8 @@ class CellNumbers:
 class CellTable:
     """Cells as columns, in the order of their keys (the order their rows are
     locked in): `keys` [(grain, cell_start, *KEY values)], `numbers` a list
-    per number of CellNumbers.numbers(), `sketches` a list per metric."""
+    per number of CellNumbers.numbers(), `sketches` a list per blob (a
+    sketch per metric, then tails and quarter hours: rollups.TAIL_NUMBERS)."""
 
     keys: list
     numbers: list
@@ -139,8 +140,8 @@ class CellBuilder:
         # at a time, by start, then by the rank of their key (sorting the
         # cells' keys afterwards took 5 of a backfill batch's 110 ms on SQLite).
         grains = sorted(self._grains)
-        # Per grain: the cell number of each call it holds, their values (cost, then METRICS).
-        cell_keys, cell_of, held_values = [], [], []
+        # Per grain: the cell number of each call it holds, those calls.
+        cell_keys, cell_of, held_calls = [], [], []
         for grain in grains:
             held = calls[calls[:, day_column + 3] == 1] if grain == FAILED_DAY else calls  # failed calls alone
             shape = kept(grain)
@@ -152,14 +153,24 @@ class CellBuilder:
             starts, start_of_call = self._starts(grain, days, held[:, day_column], held[:, day_column + 2])
             codes, numbers = np.unique(start_of_call * len(keys) + rank[held[:, column]], return_inverse=True)
             cell_of.append(numbers.ravel() + len(cell_keys))
-            held_values.append(held[:, values_column:])
+            held_calls.append(held)
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
+        zones = [buckets.zone(name) for name in local_days.named()]
         quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
             cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:],
-            self._tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)]))
+            _tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)], zones))
+        tailed = {}
+        for grain in day_tails.TAILED if zones else ():
+            if grain in grains:
+                cells, held = cell_of[grains.index(grain)], held_calls[grains.index(grain)]
+                ok = held[:, day_column + 3] == 0 if grain == "day" else slice(None)  # day cells of ok calls
+                tailed.update(day_tails.tail_blobs(cells[ok], held[ok, day_column + 1],
+                                                   _numbers_per_call(held[ok, values_column:]),
+                                                   _tail_starts(cell_keys, cells[ok], zones)))
         sketched = np.concatenate([np.full(len(cells), grain != FAILED_DAY) for cells, grain in zip(cell_of, grains)])
-        cell_of, values = np.concatenate(cell_of), np.concatenate(held_values)
+        cell_of = np.concatenate(cell_of)
+        values = np.concatenate([held[:, values_column:] for held in held_calls])
         # Every cell number has calls, so cell i's numbers are row i.
         _, numbers = quarters.numbers_per_group(cell_of, _numbers_per_call(values))
         numbers = numbers.T
@@ -170,16 +181,8 @@ class CellBuilder:
         cells = range(len(cell_keys))
         return CellTable(cell_keys, [column.tolist() for column in numbers],
                          [[encoded.get(i * len(METRICS) + m, b"") for i in cells] for m in range(len(METRICS))]
+                         + [[tailed.get(i, b"") for i in cells]]
                          + [[quartered.get(i, NO_QUARTERS)[b] for i in cells] for b in range(len(QUARTER_BLOBS))])
-
-    @staticmethod
-    def _tail_starts(cell_keys, cell_of):
-        """{cell number: the quarters its day's tails start at} of the model_day
-        cells `cell_of` holds, for the zones ROLLUP_ZONES names (app/quarters.py)."""
-        zones = [buckets.zone(name) for name in local_days.named()]
-        day_of = {cell: cell_keys[cell][1] for cell in np.unique(cell_of).tolist()}
-        starts = {day: quarters.tail_starts(day, zones) for day in set(day_of.values())}
-        return {cell: starts[day] for cell, day in day_of.items()}
 
     @staticmethod
     def _starts(grain, days, day_of_call, second_of_call):
@@ -193,6 +196,14 @@ class CellBuilder:
 
 
 NO_QUARTERS = (b"", b"", b"")
+
+
+def _tail_starts(cell_keys, cell_of, zones):
+    """{cell number: the quarters its day's tails start at} of the UTC day
+    cells `cell_of` holds, for `zones` (tzinfo objects; app/quarters.py)."""
+    day_of = {cell: cell_keys[cell][1] for cell in np.unique(cell_of).tolist()}
+    starts = {day: quarters.tail_starts(day, zones) for day in set(day_of.values())}
+    return {cell: starts[day] for cell, day in day_of.items()}
 
 
 def _full_key(shape, kept):
@@ -236,19 +247,23 @@ def _quarter_blobs(cell_of, quarter, values, tail_starts):
 
 
 def merged(*sketch_maps):
-    """{key: [a sketch per metric, then the QUARTER_BLOBS]} of several such
-    maps, added key by key."""
-    index, groups, parts, quarter_parts = {}, [], [], {}
+    """{key: [a sketch per metric, the tails' numbers, then the QUARTER_BLOBS]}
+    of several maps {key: those blobs, or a prefix of them (a cell's upsert
+    returns those its grain holds: cells.blobs_of)}, added key by key."""
+    index, groups, parts, tail_parts, quarter_parts = {}, [], [], {}, {}
     for sketch_map in sketch_maps:
         for key, blobs in sketch_map.items():
             number = index.setdefault(key, len(index))
             groups += [number * len(METRICS) + i for i in range(len(METRICS))]
             parts += blobs[:len(METRICS)]
-            if any(blobs[len(METRICS):]):
-                quarter_parts.setdefault(key, []).append(blobs[len(METRICS):])
+            if len(blobs) > TAILS_AT and blobs[TAILS_AT]:
+                tail_parts.setdefault(key, []).append(blobs[TAILS_AT])
+            if any(blobs[QUARTERS_AT:]):
+                quarter_parts.setdefault(key, []).append(blobs[QUARTERS_AT:])
     sketches = sketch.SketchSet()
     sketches.add_sketches([groups], parts)
     encoded = sketches.encoded()
-    return {key: [encoded.get(number * len(METRICS) + i, b"") for i in range(len(METRICS))]
+    tails = day_tails.merged(tail_parts) if tail_parts else {}
+    return {key: [encoded.get(number * len(METRICS) + i, b"") for i in range(len(METRICS))] + [tails.get(key, b"")]
             + (quarters.merged(quarter_parts[key]) if key in quarter_parts else list(NO_QUARTERS))
             for key, number in index.items()}

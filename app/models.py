@@ -156,6 +156,7 @@ class UsageRollup(BaseModel):
     output_tokens_min = BigIntegerField()
     output_tokens_max = BigIntegerField()
     output_tokens_sketch = BlobField()
+    tail_numbers = BlobField(default=b"")  # day and failed_day cells' tails of named zones' days (migration 020)
     quarters = BlobField(default=b"")  # model_day cells' quarter hours (migration 016, app/quarters.py)
     quarter_sketches = BlobField(default=b"")
     tail_sketches = BlobField(default=b"")  # model_day cells' tails of named zones' days (migration 019)

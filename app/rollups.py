@@ -105,9 +105,13 @@ def kept(grain):
     return KEPT[TENANT_DAY] if local_days.zone_of(grain) else KEPT[grain]
 
 
-# The blobs of a cell: a sketch per metric, then its quarter hours (empty
-# but in model_day cells): the columns SKETCHES of usage_rollup.
+# The blobs of a cell, the columns SKETCHES of usage_rollup: a sketch per
+# metric, the numbers of its day's tails (empty but in day cells of ok calls
+# and failed_day cells: app/day_tails.py), then its quarter hours (empty but
+# in model_day cells: app/quarters.py).
+TAIL_NUMBERS = "tail_numbers"
 QUARTER_BLOBS = ("quarters", "quarter_sketches", "tail_sketches")
+TAILS_AT, QUARTERS_AT = len(METRICS), len(METRICS) + 1  # where they are among a cell's blobs
 # The open ends of a window, as instants aligned to every grain.
 BEGINNING = dt.datetime(1, 1, 1, tzinfo=dt.timezone.utc)
 END_OF_TIME = dt.datetime(9999, 12, 1, tzinfo=dt.timezone.utc)

@@ -91,6 +91,10 @@ class CellSource:
                         of_ok(fn.MAX, getattr(UsageRollup, f"{metric}_max"))]
         return self._select(columns, self.where).group_by(*self._group_by())
 
+    def tails(self):
+        """One row per cell: (window index, *key, tail_numbers): app/day_tails.py."""
+        return self._select([UsageRollup.tail_numbers], self.where)
+
     def sketches(self):
         """One row per ok cell: (window index, *key, three sketches)."""
         columns = [getattr(UsageRollup, name) for name in METRIC_SKETCHES]

@@ -4,13 +4,14 @@ from peewee import PostgresqlDatabase, chunked
 from ...cell_builder import CellTable
 from ...db import bound_datetime, database, execute_many
 from ...models import UsageRollup
-from ...rollups import KEY, METRICS, MODEL_DAY, QUARTER_BLOBS
+from ...day_tails import TAILED
+from ...rollups import KEY, METRICS, MODEL_DAY, QUARTER_BLOBS, TAIL_NUMBERS
 from ..arrays import array
 
 
 NUMBERS = ["calls", "cost_micro_usd"] + [f"{m}_{s}" for m in METRICS for s in ("sum", "min", "max")]
 METRIC_SKETCHES = [f"{m}_sketch" for m in METRICS]
-SKETCHES = METRIC_SKETCHES + list(QUARTER_BLOBS)  # every blob column, in the order of CellTable.sketches
+SKETCHES = METRIC_SKETCHES + [TAIL_NUMBERS] + list(QUARTER_BLOBS)  # every blob, in the order of CellTable.sketches
 KEY_COLUMNS = ["grain", "cell_start", *KEY]
 
 
@@ -19,7 +20,7 @@ TYPES = {"grain": "text", "cell_start": "timestamp", "id": "bigint",
          **{name: "text" for name in KEY}, **{name: "bigint" for name in NUMBERS},
          **{name: "bytea" for name in SKETCHES}}
 COLUMNS = KEY_COLUMNS + NUMBERS + SKETCHES
-# Rows per SQLite INSERT: 22 parameters a row stay well under its 32,766 limit.
+# Rows per SQLite INSERT: 26 parameters a row at most stay well under its 32,766 limit.
 SQLITE_CHUNK = 500
 
 
@@ -55,18 +56,25 @@ def insert_statements(table, suffix=""):
 
 
 def _parts(table):
-    """(the cells without quarter hours, the model_day ones) of a CellTable,
-    the first without the QUARTER_BLOBS columns: the upsert of the others
-    leaves them as they are (empty), and binding and concatenating two
-    empty blobs more for each of a backfill batch's 1,300 cells took about
-    4% of its time on SQLite."""
-    quartered = [key[0] == MODEL_DAY for key in table.keys]
+    """The cells of a CellTable in three, each with the blobs its cells hold
+    (`blobs_of`): the upsert of the others leaves them as they are (empty),
+    and binding and concatenating two empty blobs more for each of a
+    backfill batch's 1,300 cells took about 4% of its time on SQLite."""
+    counts = [blobs_of(key[0]) for key in table.keys]
 
-    def part(wanted, blobs):
-        rows = [i for i, is_quartered in enumerate(quartered) if is_quartered == wanted]
+    def part(wanted):
+        rows = [i for i, count in enumerate(counts) if count == wanted]
         return CellTable([table.keys[i] for i in rows], [[column[i] for i in rows] for column in table.numbers],
-                         [[column[i] for i in rows] for column in table.sketches[:blobs]])
-    return part(False, len(METRIC_SKETCHES)), part(True, len(SKETCHES))
+                         [[column[i] for i in rows] for column in table.sketches[:wanted]])
+    return [part(count) for count in (len(METRIC_SKETCHES), len(METRIC_SKETCHES) + 1, len(SKETCHES))]
+
+
+def blobs_of(grain):
+    """How many of SKETCHES the cells of `grain` hold: the metrics' sketches,
+    and the tails' numbers (TAILED), and the quarter hours (MODEL_DAY)."""
+    if grain == MODEL_DAY:
+        return len(SKETCHES)
+    return len(METRIC_SKETCHES) + (grain in TAILED)
 
 
 def add_cells(table, sketches_from_pieces):
@@ -76,17 +84,18 @@ def add_cells(table, sketches_from_pieces):
     sketches only if they now hold `sketches_from_pieces` pieces or more
     (else None).
 
-    INSERT ... ON CONFLICT DO UPDATE, once for the cells without quarter
-    hours and once for the model_day ones (`_parts`): counts, cost and sums add, minima
+    INSERT ... ON CONFLICT DO UPDATE, once for each set of blobs
+    (`_parts`): counts, cost and sums add, minima
     and maxima are kept, and each sketch gets the row's appended (a sketch's
     pairs add up; app/sketch.py), as do a model_day cell's quarter hours
-    (app/quarters.py), so no cell is read first. PostgreSQL's
+    (app/quarters.py) and a day cell's tails (app/day_tails.py), so no cell
+    is read first. PostgreSQL's
     upsert locks each cell it inserts or updates until COMMIT, taking them in
     the rows' order: concurrent batches wait for each other's cells instead
     of losing an addition or deadlocking.
     """
     statements = []
-    for part in _parts(table):  # each in key order; every batch writes the two parts in the same order
+    for part in _parts(table):  # each in key order; every batch writes the parts in the same order
         statements += insert_statements(part, _upsert(SKETCHES[:len(part.sketches)], sketches_from_pieces))
     return statements
 

@@ -10,7 +10,7 @@ from ...sketch import SketchSet
 from .. import scans
 from ..columns import COLUMNS, METRIC_COLUMNS, OK
 from ..scans import Scan
-from . import quarter_parts
+from . import quarter_parts, tail_parts
 from .cell_source import CellSource, plan_for_cells
 from .quarter_parts import TOTALS_MAXIMA, TOTALS_MINIMA
 from .read_state import days_from, state_and_months
@@ -44,7 +44,8 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     sealed (when the windows reach them), the totals and the sketches of
     each grain's cells (of the tenant grains where they serve: `_grain`),
     the model_day cells of the edges' quarter hours (quarter_parts.Parts:
-    one or two), and the totals and values of the raw edges. Raw edges
+    one or two), the day cells of first part-days' tails (tail_parts.Tails:
+    two), and the totals and values of the raw edges. Raw edges
     meeting pruned calls: retention.BeforeHorizon, before any but the first
     statement.
     """
@@ -73,10 +74,12 @@ def approximate(filters, key_names, windows, sketch_names, levels):
                      else covers_for(sketch_names))
     totals_raw, sketch_raw = ([(i, lo, hi) for i, c in enumerate(covers) for lo, hi in c.raw]
                               for covers in (totals_covers, sketch_covers))
-    parts = []
+    parts, tails = [], []
     if by_model:  # the edges' whole quarter hours from model_day cells
         totals_raw, parts = quarter_parts.split(totals_raw, pruned.horizon)
         sketch_raw = totals_raw
+    elif tail_parts.serves({*filters, *key_names}):  # first part-days from day cells' tails
+        totals_raw, tails = tail_parts.split(totals_raw, zones)
     retention.refuse_pruned(pruned, [(lo, hi) for _, lo, hi in totals_raw + sketch_raw])
 
     def cell_ranges(covers):
@@ -154,6 +157,9 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     totals_sources = [source for grain, starts in totals_plan if starts
                       for source in _totals_sources(filters, key_names, grain, starts)]
     statements = [source.totals().sql() for source in totals_sources]
+    found_tails = tail_parts.Tails(filters, key_names, tails) if tails else None
+    if found_tails:
+        statements += found_tails.statements()
     if totals_raw:  # the raw edges' totals in the same pipeline (last)
         raw_scan = edges(key_names, totals_raw)
         raw_statement, raw_rows_of = scans.aggregate_statement(raw_scan)
@@ -170,6 +176,9 @@ def approximate(filters, key_names, windows, sketch_names, levels):
         found, sizes, _, values = sketches.at_ranks(statistics.ranks_needed)
     for source, rows in zip(totals_sources, totals_rows):
         _add_totals(totals, rows, source.width)
+    if found_tails:
+        _add_totals(totals, found_tails.totals_rows(totals_rows[len(totals_sources):len(totals_sources) + 2]),
+                    1 + len(key_names))
     if totals_raw:
         _add_totals(totals, raw_rows_of(totals_rows[-1]), len(raw_scan.key_columns))
     estimates = dict(zip(found.tolist(), statistics.percentiles_of_groups(sizes, values)))

@@ -8,12 +8,13 @@ and before it checks that month cells hold exactly their day cells.
 """
 from peewee import PostgresqlDatabase, Select
 
-from ... import local_days, quarters
+from ... import day_tails, local_days, quarters
+from ...buckets import zone
 from ...cell_builder import CellBuilder, CellNumbers, CellTable, merged
 from ...db import database
 from ...models import LlmCall, UsageRollup, UsageRollupState
 from ...rollups import (BEGINNING, CELL_GRAINS, DAY_GRAINS, END_OF_TIME, FAILED_DAY, METRICS, MODEL_DAY,
-                        MONTH_GRAINS, TENANT_DAY, TENANT_MONTH, following)
+                        MONTH_GRAINS, QUARTERS_AT, TAILS_AT, TENANT_DAY, TENANT_MONTH, following)
 from ...rollups import floor as rollup_floor
 from ..retention import held_horizon, pruned
 from . import zone_days
@@ -142,7 +143,7 @@ def months_of_stored_days(start, end):
                     (TENANT_MONTH, month, tenant, "", "", status, "")):
             cells.setdefault(key, CellNumbers()).add(day_cell.calls, day_cell.cost, day_cell.sums, day_cell.mins,
                                                     day_cell.maxs)
-            parts.append({key: sketches})
+            parts.append({key: sketches[:len(METRICS)]})  # not their tails: a month has none
     return cells, merged(*parts)
 
 
@@ -171,13 +172,20 @@ def rebuild_month(month):
     return written
 
 
-def _same_sketches(key, recomputed, stored):
+def _same_sketches(key, recomputed, stored, zones):
     """Whether a cell's stored sketches (merged) are those recomputed: a
-    model_day cell's tails only where they are whole (app/quarters.py)."""
-    if key[0] != MODEL_DAY:
+    model_day cell's tails only where they are whole (app/quarters.py), a
+    day cell's tails only those that reads take, of `zones` ({name: whole
+    from}, the readable ones: app/day_tails.py)."""
+    if key[0] == MODEL_DAY:
+        return recomputed[:-1] == stored[:-1] and quarters.whole_tails_agree(stored[QUARTERS_AT:],
+                                                                             recomputed[QUARTERS_AT:])
+    if key[0] not in day_tails.TAILED:
         return recomputed == stored
-    return recomputed[:-1] == stored[:-1] and quarters.whole_tails_agree(stored[len(METRICS):],
-                                                                         recomputed[len(METRICS):])
+    starts = quarters.tail_starts(key[1], [zone(name) for name, whole_from in zones.items()
+                                           if whole_from is None or key[1] >= whole_from])
+    return (recomputed[:TAILS_AT] + recomputed[QUARTERS_AT:] == stored[:TAILS_AT] + stored[QUARTERS_AT:]
+            and day_tails.restricted(recomputed[TAILS_AT], starts) == day_tails.restricted(stored[TAILS_AT], starts))
 
 
 def differences(month):
@@ -202,6 +210,6 @@ def differences(month):
                     cell, sketches = cells[key]
                     if cell.numbers() != stored[key][0]:
                         found.append((key, f"numbers {stored[key][0]} != {cell.numbers()}"))
-                    elif not _same_sketches(key, list(sketches), stored[key][1]):
+                    elif not _same_sketches(key, list(sketches), stored[key][1], zones):
                         found.append((key, "sketches differ"))
     return found
