@@ -160,14 +160,13 @@ class CellBuilder:
         quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
             cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:],
             _tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)], zones))
-        tailed = {}
-        for grain in day_tails.TAILED if zones else ():
+        tailed, tail_starts = {}, [quarters.tail_starts(day, zones) for day in days] if zones else []
+        for grain in day_tails.TAILED if any(tail_starts) else ():
             if grain in grains:
                 cells, held = cell_of[grains.index(grain)], held_calls[grains.index(grain)]
                 ok = held[:, day_column + 3] == 0 if grain == "day" else slice(None)  # day cells of ok calls
-                tailed.update(day_tails.tail_blobs(cells[ok], held[ok, day_column + 1],
-                                                   _numbers_per_call(held[ok, values_column:]),
-                                                   _tail_starts(cell_keys, cells[ok], zones)))
+                tailed.update(day_tails.tail_blobs(cells[ok], held[ok, day_column], held[ok, day_column + 1],
+                                                   _numbers_per_call(held[ok, values_column:]), tail_starts))
         sketched = np.concatenate([np.full(len(cells), grain != FAILED_DAY) for cells, grain in zip(cell_of, grains)])
         cell_of = np.concatenate(cell_of)
         values = np.concatenate([held[:, values_column:] for held in held_calls])

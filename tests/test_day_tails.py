@@ -68,17 +68,19 @@ def expected_tails(records, zones=ZONES):
     return found
 
 
-def decoded(blob):
-    """{quarter: numbers} of a tail_numbers value, its pieces' records added up."""
+def decoded(blob, day):
+    """{quarter: numbers} of the tails a tail_numbers value gives on UTC `day`:
+    for each named zone's midnight inside it, the records (one per segment,
+    appended pieces included) from that quarter on, added up."""
     tails = {}
+    starts = {(midnight - day) // dt.timedelta(minutes=15) for midnight in
+              (local_midnight(day + DAY - dt.timedelta(seconds=1), zone) for zone in ZONES) if midnight > day}
     for quarter, calls, cost, *rest in RECORD.iter_unpack(bytes(blob)):
-        sums, mins, maxs = tuple(rest[:3]), tuple(rest[3:6]), tuple(rest[6:])
-        if quarter in tails:
-            c, k, s, lo, hi = tails[quarter]
-            sums, mins, maxs = (tuple(a + b for a, b in zip(s, sums)), tuple(map(min, lo, mins)),
-                                tuple(map(max, hi, maxs)))
-            calls, cost = calls + c, cost + k
-        tails[quarter] = (calls, cost, sums, mins, maxs)
+        for start in starts:
+            if quarter >= start:
+                c, k, s, lo, hi = tails.get(start, (0, 0, (0, 0, 0), rest[3:6], rest[6:]))
+                tails[start] = (c + calls, k + cost, tuple(a + b for a, b in zip(s, rest[:3])),
+                                tuple(map(min, lo, rest[3:6])), tuple(map(max, hi, rest[6:])))
     return tails
 
 
@@ -89,7 +91,7 @@ def stored_tails(app):
                     .select(UsageRollup.grain, UsageRollup.cell_start, UsageRollup.tenant_id, UsageRollup.operation,
                             UsageRollup.model, UsageRollup.status, UsageRollup.error_class, UsageRollup.tail_numbers)
                     .tuples())
-    tails = {tuple(row[:7]): decoded(row[7]) for row in rows if bytes(row[7])}
+    tails = {tuple(row[:7]): decoded(row[7], row[1]) for row in rows if bytes(row[7])}
     return tails, {key[0] for key in tails}
 
 
@@ -107,8 +109,8 @@ def test_ingestion_and_rebuild_keep_the_tails_of_the_named_zones_days(app, runne
 
 def test_a_cell_written_by_many_batches_adds_its_tails_up(app, runner, keys):
     """One call a batch in one day cell, before and after Kolkata's and
-    Kathmandu's midnights (18:30, 18:15 UTC) and Berlin's (23:00): each
-    batch appends its records, the COMPACT_AFTER-th adds them up per quarter."""
+    Kathmandu's midnights (18:30, 18:15 UTC) and Berlin's (22:00): each
+    batch appends its record, the COMPACT_AFTER-th adds them up per segment."""
     keys.tenant("t-a")
     day = dt.datetime(2026, 5, 3, tzinfo=UTC)
     moments = [day + dt.timedelta(hours=18, minutes=10 + 7 * i) for i in range(2 * COMPACT_AFTER + 3)]
@@ -123,8 +125,10 @@ def test_a_cell_written_by_many_batches_adds_its_tails_up(app, runner, keys):
         blob, pieces = (UsageRollup.select(UsageRollup.tail_numbers, UsageRollup.sketch_pieces)
                         .where(UsageRollup.grain == "day").tuples().get())
     quarters = [quarter for quarter, *_ in RECORD.iter_unpack(bytes(blob))]
-    # a record per quarter and piece: merged at the COMPACT_AFTER-th, appended after (not one per batch: 58)
-    assert pieces < COMPACT_AFTER and len(quarters) <= len(set(quarters)) * pieces
+    # Each call is in one segment (St. John's from 02:30 UTC holds them all), each batch since the last
+    # merge appended its record: before them, the merged records, one per segment, in order.
+    merged = quarters[:len(quarters) - (pieces - 1)]
+    assert 1 < pieces < COMPACT_AFTER and merged == sorted(set(merged)) and len(merged) > 1
     result = runner.invoke(args=["rollups", "verify"])
     assert result.exit_code == 0, result.output
 

@@ -185,7 +185,7 @@ def _same_sketches(key, recomputed, stored, zones):
     starts = quarters.tail_starts(key[1], [zone(name) for name, whole_from in zones.items()
                                            if whole_from is None or key[1] >= whole_from])
     return (recomputed[:TAILS_AT] + recomputed[QUARTERS_AT:] == stored[:TAILS_AT] + stored[QUARTERS_AT:]
-            and day_tails.restricted(recomputed[TAILS_AT], starts) == day_tails.restricted(stored[TAILS_AT], starts))
+            and day_tails.same_tails(recomputed[TAILS_AT], stored[TAILS_AT], starts))
 
 
 def differences(month):

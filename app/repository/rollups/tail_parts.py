@@ -4,12 +4,10 @@ A window starting at a local midnight of a ready zone inside a UTC day D,
 whose totals read UTC day cells (keyed by operation or model, which the
 zones' day cells do not keep), begins with the part of D from that midnight
 on: D's tail. `approximate` (read.py) reads it from D's day cells of ok calls
-and failed_day cells instead of raw calls: their records at the tail's
-quarter are exactly the numbers the raw calls give.
+and failed_day cells instead of raw calls: their records from the tail's
+quarter on add up to exactly the numbers the raw calls give.
 """
-import numpy as np
-
-from ... import local_days, quarters
+from ... import day_tails, local_days, quarters
 from ...buckets import zone
 from ...rollups import END_OF_TIME, FAILED_DAY, METRICS, following
 from ...rollups import floor as rollup_floor
@@ -70,13 +68,9 @@ class Tails:
         rest over ok ones) of each cell's record at its window's tail."""
         found = []
         for source, rows in zip(self.sources, rows_per_statement):
-            blobs = [bytes(row[-1]) for row in rows]
-            sizes = np.array([len(blob) // quarters.QUARTER_NUMBERS.itemsize for blob in blobs], dtype=np.int64)
-            starts, numbers = quarters.records(b"".join(blobs))
-            owners = np.repeat(np.arange(len(rows)), sizes)
-            wanted = np.array([self.quarter_of[int(row[0])] for row in rows], dtype=np.int64)
-            at_tail = starts == wanted[owners] if len(rows) else starts[:0] == 0
-            for owner, (calls, cost, *metrics) in zip(owners[at_tail].tolist(), numbers[at_tail].tolist()):
+            owners, numbers = day_tails.tails_at([bytes(row[-1]) for row in rows],
+                                                 [self.quarter_of[int(row[0])] for row in rows])
+            for owner, (calls, cost, *metrics) in zip(owners.tolist(), numbers.tolist()):
                 key = tuple(rows[owner][:-1])
                 if source.status == "ok":
                     found.append((*key, calls, 0, calls, cost, *metrics))
