@@ -49,7 +49,10 @@ then exactly what the raw rows give.
 
 Zones named by ROLLUP_ZONES get a tenant's local days as cells of their own,
 grain `day@<zone>` (app/local_days.py): answers by tenant in such a zone
-read them instead of raw rows (app/repository/rollups/read.py, `_in_zone`).
+read them instead of raw rows (app/repository/rollups/window_covers.py, `in_zone`).
+Day cells of ok calls and FAILED_DAY cells keep their day's tails from
+those zones' local midnights on (app/day_tails.py): the first part-day of
+a window starting at one, for totals the zones' cells cannot give.
 
 Cells lie in [BEGINNING, END_OF_TIME): December 9999 has no following month
 to end its cell, and nothing here steps past END_OF_TIME (`following` stops
