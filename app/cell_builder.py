@@ -156,11 +156,13 @@ class CellBuilder:
             held_calls.append(held)
             cell_keys += [(grain, starts[code // len(keys)], *keys[by_key[code % len(keys)]])
                           for code in codes.tolist()]
+        # The quarters each day's tails start at (app/quarters.py), by day number.
         zones = [buckets.zone(name) for name in local_days.named()]
+        tail_starts = [quarters.tail_starts(day, zones) for day in days]
         quartered = {} if MODEL_DAY not in grains else _quarter_blobs(
             cell_of[grains.index(MODEL_DAY)], calls[:, day_column + 1], calls[:, values_column:],
-            _tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)], zones))
-        tailed, tail_starts = {}, [quarters.tail_starts(day, zones) for day in days] if zones else []
+            _tail_starts(cell_keys, cell_of[grains.index(MODEL_DAY)], dict(zip(days, tail_starts))))
+        tailed = {}
         for grain in day_tails.TAILED if any(tail_starts) else ():
             if grain in grains:
                 cells, held = cell_of[grains.index(grain)], held_calls[grains.index(grain)]
@@ -197,12 +199,10 @@ class CellBuilder:
 NO_QUARTERS = (b"", b"", b"")
 
 
-def _tail_starts(cell_keys, cell_of, zones):
+def _tail_starts(cell_keys, cell_of, starts_of_day):
     """{cell number: the quarters its day's tails start at} of the UTC day
-    cells `cell_of` holds, for `zones` (tzinfo objects; app/quarters.py)."""
-    day_of = {cell: cell_keys[cell][1] for cell in np.unique(cell_of).tolist()}
-    starts = {day: quarters.tail_starts(day, zones) for day in set(day_of.values())}
-    return {cell: starts[day] for cell, day in day_of.items()}
+    cells `cell_of` holds, from `starts_of_day` {UTC midnight: those quarters}."""
+    return {cell: starts_of_day[cell_keys[cell][1]] for cell in np.unique(cell_of).tolist()}
 
 
 def _full_key(shape, kept):

@@ -177,8 +177,7 @@ def approximate(filters, key_names, windows, sketch_names, levels):
     for source, rows in zip(totals_sources, totals_rows):
         _add_totals(totals, rows, source.width)
     if found_tails:
-        _add_totals(totals, found_tails.totals_rows(totals_rows[len(totals_sources):len(totals_sources) + 2]),
-                    1 + len(key_names))
+        _add_totals(totals, found_tails.totals_rows(totals_rows[len(totals_sources):]), 1 + len(key_names))
     if totals_raw:
         _add_totals(totals, raw_rows_of(totals_rows[-1]), len(raw_scan.key_columns))
     estimates = dict(zip(found.tolist(), statistics.percentiles_of_groups(sizes, values)))

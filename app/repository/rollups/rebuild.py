@@ -6,6 +6,8 @@ replaced, and they stand for their calls in the cells of their month
 (`recomputed`). So `verify` compares cells with calls from the horizon on,
 and before it checks that month cells hold exactly their day cells.
 """
+import functools
+
 from peewee import PostgresqlDatabase, Select
 
 from ... import day_tails, local_days, quarters
@@ -172,20 +174,31 @@ def rebuild_month(month):
     return written
 
 
-def _same_sketches(key, recomputed, stored, zones):
+def _same_sketches(key, recomputed, stored, tail_starts):
     """Whether a cell's stored sketches (merged) are those recomputed: a
     model_day cell's tails only where they are whole (app/quarters.py), a
-    day cell's tails only those that reads take, of `zones` ({name: whole
-    from}, the readable ones: app/day_tails.py)."""
+    day cell's tails only those that reads take, from the quarters
+    `tail_starts(day)` gives (`_read_tail_starts`: app/day_tails.py)."""
     if key[0] == MODEL_DAY:
         return recomputed[:-1] == stored[:-1] and quarters.whole_tails_agree(stored[QUARTERS_AT:],
                                                                              recomputed[QUARTERS_AT:])
     if key[0] not in day_tails.TAILED:
         return recomputed == stored
-    starts = quarters.tail_starts(key[1], [zone(name) for name, whole_from in zones.items()
-                                           if whole_from is None or key[1] >= whole_from])
     return (recomputed[:TAILS_AT] + recomputed[QUARTERS_AT:] == stored[:TAILS_AT] + stored[QUARTERS_AT:]
-            and day_tails.same_tails(recomputed[TAILS_AT], stored[TAILS_AT], starts))
+            and day_tails.same_tails(recomputed[TAILS_AT], stored[TAILS_AT], tail_starts(key[1])))
+
+
+def _read_tail_starts(zones):
+    """A function of a UTC day: the quarters at which reads take its day
+    cells' tails, those of `zones` ({name: whole from}, the readable ones)
+    whole on that day; computed once per day, not once per cell (a day
+    holds hundreds of day cells)."""
+    zones = [(zone(name), whole_from) for name, whole_from in zones.items()]
+
+    @functools.cache
+    def tail_starts(day):
+        return quarters.tail_starts(day, [tz for tz, whole_from in zones if whole_from is None or day >= whole_from])
+    return tail_starts
 
 
 def differences(month):
@@ -198,6 +211,7 @@ def differences(month):
         sealed = month < sealed_before()
         # The zones read, from where their cells are whole (app/local_days.py).
         zones = local_days.readable(zone_days.ready())
+        tail_starts = _read_tail_starts(zones)
         for grains, start, end, cells in recomputed(month, pruned().horizon, sealed, zones):
             stored = stored_cells(grains, start, end)
             for key in sorted(set(cells) | set(stored)):
@@ -210,6 +224,6 @@ def differences(month):
                     cell, sketches = cells[key]
                     if cell.numbers() != stored[key][0]:
                         found.append((key, f"numbers {stored[key][0]} != {cell.numbers()}"))
-                    elif not _same_sketches(key, list(sketches), stored[key][1], zones):
+                    elif not _same_sketches(key, list(sketches), stored[key][1], tail_starts):
                         found.append((key, "sketches differ"))
     return found

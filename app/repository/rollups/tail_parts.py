@@ -65,7 +65,8 @@ class Tails:
 
     def totals_rows(self, rows_per_statement):
         """Rows as scans.cells_of_rows reads them (counts over all calls, the
-        rest over ok ones) of each cell's tail from its window's quarter on."""
+        rest over ok ones) of each cell's tail from its window's quarter on;
+        `rows_per_statement` from those of `statements` on (any after them unread)."""
         found = []
         for source, rows in zip(self.sources, rows_per_statement):
             owners, numbers = day_tails.tails_at([bytes(row[-1]) for row in rows],
